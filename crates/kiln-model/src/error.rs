@@ -1,0 +1,52 @@
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the model layer. Messages name the file, tensor or
+/// parameter at fault so the CLI can print them as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{path}: {msg}")]
+    File { path: PathBuf, msg: String },
+    #[error("unsupported architecture `{0}` (kiln supports llama, mistral, qwen2)")]
+    UnsupportedArchitecture(String),
+    #[error("tensor `{tensor}` has unsupported quantization type {qtype}")]
+    UnsupportedQuant { tensor: String, qtype: String },
+    #[error("missing tensor `{0}`")]
+    MissingTensor(String),
+    #[error("tensor `{name}`: expected shape {expected:?}, found {found:?}")]
+    ShapeMismatch {
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+    #[error("config: {0}")]
+    Config(String),
+    #[error("prompt is {prompt} tokens, which with {generate} tokens to generate exceeds the context length of {context}")]
+    ContextOverflow {
+        prompt: usize,
+        generate: usize,
+        context: usize,
+    },
+    #[error("invalid sampling parameter: {0}")]
+    InvalidSampling(String),
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    #[error("chat template: {0}")]
+    ChatTemplate(String),
+    #[error("{op}: {msg}")]
+    Op { op: &'static str, msg: String },
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl ModelError {
+    pub fn file(path: impl Into<PathBuf>, msg: impl std::fmt::Display) -> Self {
+        Self::File {
+            path: path.into(),
+            msg: msg.to_string(),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ModelError>;

@@ -1,0 +1,156 @@
+//! Single-stream generation: prefill the prompt, then sample token by token with a KV
+//! cache until EOS, a stop string or the token limit. The serving engine batches many such
+//! streams; this loop is what `kiln generate` and `kiln chat` use.
+
+use std::time::Instant;
+
+use candle_core::Tensor;
+use serde::Serialize;
+
+use crate::causal_lm::{Batch, CausalLM, ForwardContext, LogitsMode};
+use crate::error::{ModelError, Result};
+use crate::kv_cache::KvCache;
+use crate::sampling::{LogitsProcessor, SamplingParams};
+use crate::stop::StopMatcher;
+use crate::tokenizer::{TokenStreamDecoder, Tokenizer};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GenerateOptions {
+    pub max_tokens: usize,
+    pub sampling: SamplingParams,
+    pub stop: Vec<String>,
+    /// Stop at the model's end-of-sequence tokens (off to force exactly `max_tokens`).
+    pub stop_at_eos: bool,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        Self {
+            max_tokens: 128,
+            sampling: SamplingParams::default(),
+            stop: vec![],
+            stop_at_eos: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// EOS token or stop string.
+    Stop,
+    /// `max_tokens` reached.
+    Length,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Timings {
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+    pub prefill_ms: f64,
+    pub decode_ms: f64,
+    pub prefill_tok_s: f64,
+    pub decode_tok_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Generation {
+    pub prompt_ids: Vec<u32>,
+    pub token_ids: Vec<u32>,
+    pub text: String,
+    pub finish_reason: FinishReason,
+    pub timings: Timings,
+}
+
+/// The last position's logits as a Vec, from (1, vocab) or (vocab).
+pub fn last_logits(logits: &Tensor) -> Result<Vec<f32>> {
+    Ok(logits.flatten_all()?.to_vec1::<f32>()?)
+}
+
+/// Generates a continuation of `prompt_ids`, calling `on_text` with each piece of text as it
+/// becomes final.
+pub fn generate(
+    model: &dyn CausalLM,
+    tokenizer: &Tokenizer,
+    prompt_ids: &[u32],
+    opts: &GenerateOptions,
+    device: &candle_core::Device,
+    mut on_text: impl FnMut(&str),
+) -> Result<Generation> {
+    let ctx_len = model.config().max_position_embeddings;
+    if prompt_ids.is_empty() {
+        return Err(ModelError::Tokenizer("the prompt has no tokens".into()));
+    }
+    if prompt_ids.len() + opts.max_tokens > ctx_len {
+        return Err(ModelError::ContextOverflow {
+            prompt: prompt_ids.len(),
+            generate: opts.max_tokens,
+            context: ctx_len,
+        });
+    }
+    let mut sampler = LogitsProcessor::new(opts.sampling.clone())?;
+    let mut cache = KvCache::new(model.config().num_layers);
+    let mut stops = StopMatcher::new(opts.stop.clone());
+    let mut detok = TokenStreamDecoder::new();
+    let mut history = prompt_ids.to_vec();
+    let mut generated = Vec::new();
+    let mut text = String::new();
+    let mut finish = FinishReason::Length;
+
+    let t0 = Instant::now();
+    let batch = Batch::from_tokens(prompt_ids, 0, LogitsMode::Last, device)?;
+    let mut logits =
+        last_logits(&model.forward(&batch, &mut ForwardContext::with_cache(&mut cache))?)?;
+    let prefill = t0.elapsed();
+    let t1 = Instant::now();
+    while generated.len() < opts.max_tokens {
+        let next = sampler.sample(&logits, &history);
+        if opts.stop_at_eos && tokenizer.is_eos(next) {
+            finish = FinishReason::Stop;
+            break;
+        }
+        generated.push(next);
+        history.push(next);
+        if let Some(piece) = detok.push(tokenizer, next)? {
+            let (emit, hit) = stops.push(&piece);
+            text.push_str(&emit);
+            on_text(&emit);
+            if hit {
+                finish = FinishReason::Stop;
+                break;
+            }
+        }
+        if generated.len() == opts.max_tokens {
+            break;
+        }
+        let batch = Batch::from_tokens(&[next], cache.len(), LogitsMode::Last, device)?;
+        logits = last_logits(&model.forward(&batch, &mut ForwardContext::with_cache(&mut cache))?)?;
+    }
+    if finish != FinishReason::Stop || opts.stop.is_empty() {
+        if let Some(rest) = detok.flush(tokenizer)? {
+            let (emit, _) = stops.push(&rest);
+            text.push_str(&emit);
+            on_text(&emit);
+        }
+        let rest = stops.finish();
+        text.push_str(&rest);
+        on_text(&rest);
+    }
+    let decode = t1.elapsed();
+    let per_s = |n: usize, d: std::time::Duration| n as f64 / d.as_secs_f64().max(1e-9);
+    Ok(Generation {
+        timings: Timings {
+            prompt_tokens: prompt_ids.len(),
+            generated_tokens: generated.len(),
+            prefill_ms: prefill.as_secs_f64() * 1e3,
+            decode_ms: decode.as_secs_f64() * 1e3,
+            prefill_tok_s: per_s(prompt_ids.len(), prefill),
+            // The first token comes from the prefill logits.
+            decode_tok_s: per_s(generated.len().saturating_sub(1), decode),
+        },
+        prompt_ids: prompt_ids.to_vec(),
+        token_ids: generated,
+        text,
+        finish_reason: finish,
+    })
+}

@@ -1,0 +1,178 @@
+//! Causal multi-head attention with grouped-query heads (Ainslie et al., 2023).
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::config::ModelConfig;
+use crate::error::Result;
+use crate::kv_cache::LayerKvCache;
+use crate::layers::{Linear, RotaryEmbedding};
+use crate::weights::Weights;
+
+#[derive(Debug, Clone)]
+pub struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    pub fn load(w: &Weights, cfg: &ModelConfig) -> Result<Self> {
+        let (h, d) = (cfg.hidden_size, cfg.head_dim);
+        let bias = cfg.attention_bias;
+        Ok(Self {
+            q_proj: w.pp("q_proj").linear(cfg.num_heads * d, h, bias)?,
+            k_proj: w.pp("k_proj").linear(cfg.num_kv_heads * d, h, bias)?,
+            v_proj: w.pp("v_proj").linear(cfg.num_kv_heads * d, h, bias)?,
+            o_proj: w.pp("o_proj").linear(h, cfg.num_heads * d, false)?,
+            num_heads: cfg.num_heads,
+            num_kv_heads: cfg.num_kv_heads,
+            head_dim: d,
+        })
+    }
+
+    /// `x` is (b, t, hidden) at positions `start..start + t`.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        rope: &RotaryEmbedding,
+        start: usize,
+        cache: Option<&mut LayerKvCache>,
+    ) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let heads = |y: Tensor, n: usize| -> Result<Tensor> {
+            // (b, t, n * d) -> (b, n, t, d)
+            Ok(y.reshape((b, t, n, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()?)
+        };
+        let q = heads(self.q_proj.forward(x)?, self.num_heads)?;
+        let k = heads(self.k_proj.forward(x)?, self.num_kv_heads)?;
+        let v = heads(self.v_proj.forward(x)?, self.num_kv_heads)?;
+        let q = rope.apply(&q, start)?;
+        let k = rope.apply(&k, start)?;
+        let (k, v) = match cache {
+            Some(c) => c.append(&k, &v)?,
+            None => (k, v),
+        };
+        let y = scaled_dot_product_attention(&q, &k, &v, start)?; // (b, n_head, t, d)
+        let y = y
+            .transpose(1, 2)?
+            .reshape((b, t, self.num_heads * self.head_dim))?;
+        self.o_proj.forward(&y)
+    }
+}
+
+/// softmax(q kᵀ / √d + causal mask) v, where q (b, n_head, t, d) holds positions
+/// `start..start + t` and k, v (b, n_kv, start + t, d) hold every position so far. Query
+/// heads share a KV head in consecutive groups of n_head / n_kv.
+pub fn scaled_dot_product_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    start: usize,
+) -> Result<Tensor> {
+    let (b, n_head, t, d) = q.dims4()?;
+    let (_, n_kv, total, _) = k.dims4()?;
+    let groups = n_head / n_kv;
+    // Fold each group's heads into the query axis so every KV head is read once, uncopied.
+    let q = q.reshape((b, n_kv, groups * t, d))?;
+    let scale = 1.0 / (d as f64).sqrt();
+    let att = (q.matmul(&k.t()?)? * scale)?; // (b, n_kv, groups * t, total)
+    let att = if t > 1 {
+        let mask = causal_mask(t, total, start, q.device())?;
+        att.reshape((b, n_kv, groups, t, total))?
+            .broadcast_add(&mask)?
+            .reshape((b, n_kv, groups * t, total))?
+    } else {
+        att
+    };
+    let att = candle_nn::ops::softmax_last_dim(&att)?;
+    let y = att.matmul(&v.contiguous()?)?; // (b, n_kv, groups * t, d)
+    Ok(y.reshape((b, n_head, t, d))?)
+}
+
+/// (t, total) additive mask: query i (position start + i) sees keys 0..=start + i.
+pub fn causal_mask(t: usize, total: usize, start: usize, dev: &Device) -> Result<Tensor> {
+    let mask: Vec<f32> = (0..t)
+        .flat_map(|i| {
+            (0..total).map(move |j| {
+                if j <= start + i {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+        })
+        .collect();
+    Ok(Tensor::from_vec(mask, (t, total), dev)?.to_dtype(DType::F32)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Attention written as loops over heads, queries and keys.
+    fn naive(
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        dims: (usize, usize, usize, usize, usize),
+    ) -> Vec<f32> {
+        let (nh, nkv, t, total, d) = dims;
+        let start = total - t;
+        let mut out = vec![0f32; nh * t * d];
+        for h in 0..nh {
+            let kh = h / (nh / nkv);
+            for i in 0..t {
+                let qi = &q[(h * t + i) * d..(h * t + i + 1) * d];
+                let scores: Vec<f64> = (0..=start + i)
+                    .map(|j| {
+                        let kj = &k[(kh * total + j) * d..(kh * total + j + 1) * d];
+                        qi.iter().zip(kj).map(|(a, b)| (a * b) as f64).sum::<f64>()
+                            / (d as f64).sqrt()
+                    })
+                    .collect();
+                let m = scores.iter().cloned().fold(f64::MIN, f64::max);
+                let z: f64 = scores.iter().map(|s| (s - m).exp()).sum();
+                for (j, s) in scores.iter().enumerate() {
+                    let p = (s - m).exp() / z;
+                    for c in 0..d {
+                        out[(h * t + i) * d + c] += (p * v[(kh * total + j) * d + c] as f64) as f32;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn check(nh: usize, nkv: usize, t: usize, total: usize) {
+        let dev = Device::Cpu;
+        let d = 8;
+        let q = Tensor::randn(0f32, 1.0, (1, nh, t, d), &dev).unwrap();
+        let k = Tensor::randn(0f32, 1.0, (1, nkv, total, d), &dev).unwrap();
+        let v = Tensor::randn(0f32, 1.0, (1, nkv, total, d), &dev).unwrap();
+        let y = scaled_dot_product_attention(&q, &k, &v, total - t).unwrap();
+        let flat = |x: &Tensor| x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let want = naive(&flat(&q), &flat(&k), &flat(&v), (nh, nkv, t, total, d));
+        for (a, b) in flat(&y).iter().zip(&want) {
+            assert!((a - b).abs() < 1e-4, "nh={nh} nkv={nkv} t={t}: {a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn multi_head_attention_matches_naive() {
+        check(4, 4, 6, 6);
+        check(4, 4, 1, 9);
+    }
+
+    #[test]
+    fn grouped_query_attention_matches_naive() {
+        check(9, 3, 5, 5);
+        check(9, 3, 3, 11);
+        check(6, 1, 1, 7);
+    }
+}

@@ -1,0 +1,28 @@
+//! kiln's model layer: the Llama-family causal LM behind one forward contract, weights from
+//! safetensors or GGUF (quantized kept quantized), tokenizers, chat templates and sampling.
+
+pub mod causal_lm;
+pub mod chat_template;
+pub mod config;
+pub mod error;
+pub mod generation;
+pub mod kv_cache;
+pub mod layers;
+pub mod llama;
+pub mod loader;
+pub mod perplexity;
+pub mod sampling;
+pub mod stop;
+pub mod tokenizer;
+pub mod weights;
+
+pub use causal_lm::{Batch, CausalLM, ForwardContext, LogitsMode};
+pub use chat_template::{ChatMessage, ChatTemplate};
+pub use config::{HfLlamaConfig, ModelConfig};
+pub use error::{ModelError, Result};
+pub use generation::{generate, FinishReason, GenerateOptions, Generation};
+pub use kv_cache::KvCache;
+pub use llama::Llama;
+pub use loader::{load, load_tokenizer, LoadedModel, ModelInfo};
+pub use sampling::{LogitsProcessor, SamplingParams};
+pub use tokenizer::Tokenizer;

@@ -1,0 +1,7 @@
+pub mod bench;
+pub mod chat;
+pub mod generate;
+pub mod info;
+pub mod perplexity;
+pub mod pull;
+pub mod tokenize;

@@ -1,0 +1,101 @@
+//! Arguments and helpers shared by subcommands.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args as ClapArgs;
+use kiln_model::{LoadedModel, SamplingParams};
+
+pub fn init(threads: Option<usize>, log: &str) {
+    if let Some(n) = threads.filter(|&n| n > 0) {
+        // candle's kernel pool and rayon both size themselves from this on first use.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+#[derive(ClapArgs, Debug, Clone)]
+pub struct ModelArgs {
+    /// A GGUF file or a Hugging Face model directory (config.json, model.safetensors, tokenizer.json).
+    #[arg(long, short = 'm')]
+    pub model: PathBuf,
+}
+
+impl ModelArgs {
+    pub fn load(&self) -> Result<LoadedModel> {
+        kiln_model::load(&self.model, &candle_core::Device::Cpu)
+            .with_context(|| format!("loading {}", self.model.display()))
+    }
+}
+
+#[derive(ClapArgs, Debug, Clone)]
+pub struct SamplingArgs {
+    /// Sampling temperature; 0 is greedy decoding.
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f32,
+    /// Keep only the K most likely tokens (0 = off).
+    #[arg(long, default_value_t = 40)]
+    pub top_k: usize,
+    /// Nucleus sampling: keep the smallest set of tokens with probability >= P (1 = off).
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+    /// Drop tokens less likely than P times the most likely token (0 = off).
+    #[arg(long, default_value_t = 0.05)]
+    pub min_p: f32,
+    /// Penalise tokens seen in the last --penalty-last-n tokens (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    /// Subtract from the logit of every recently seen token (0 = off).
+    #[arg(long, default_value_t = 0.0)]
+    pub presence_penalty: f32,
+    /// Subtract per occurrence of a recently seen token (0 = off).
+    #[arg(long, default_value_t = 0.0)]
+    pub frequency_penalty: f32,
+    /// Window of recent tokens the penalties look at.
+    #[arg(long, default_value_t = 64)]
+    pub penalty_last_n: usize,
+    /// RNG seed; the same seed and settings reproduce the same text.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Stop when this string appears (repeatable); it is not printed.
+    #[arg(long)]
+    pub stop: Vec<String>,
+}
+
+impl SamplingArgs {
+    pub fn params(&self) -> SamplingParams {
+        SamplingParams {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repetition_penalty: self.repeat_penalty,
+            presence_penalty: self.presence_penalty,
+            frequency_penalty: self.frequency_penalty,
+            penalty_last_n: self.penalty_last_n,
+            seed: self.seed,
+        }
+    }
+}
+
+/// Reads a UTF-8 text file, naming the file and the byte offset of bad UTF-8.
+pub fn read_text(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: not valid UTF-8 text (invalid byte at offset {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
+pub fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string(v)?);
+    Ok(())
+}

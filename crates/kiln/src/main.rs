@@ -1,0 +1,60 @@
+//! `kiln`: the LLM engineering loop in one binary. This file only wires subcommands to the
+//! library crates.
+
+mod cmd;
+mod common;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "kiln",
+    version,
+    about = "Train, fine-tune, evaluate, serve and run LLMs from one binary",
+    long_about = "kiln runs Llama-family models (Llama 2/3, SmolLM2, Qwen2, Mistral) from a GGUF file \
+or a Hugging Face directory on the CPU.\n\nExamples:\n  kiln generate --model SmolLM2-135M-Instruct.Q4_1.gguf --prompt \"Once upon a time\"\n  kiln chat --model SmolLM2-135M-Instruct.Q4_1.gguf --prompt \"What is the capital of France?\""
+)]
+struct Cli {
+    /// Worker threads for matrix kernels (default: all cores).
+    #[arg(long, global = true, env = "KILN_THREADS")]
+    threads: Option<usize>,
+    /// Log level filter (e.g. info, debug, kiln_model=trace).
+    #[arg(long, global = true, default_value = "warn", env = "KILN_LOG")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Generate(cmd::generate::Args),
+    Chat(cmd::chat::Args),
+    Tokenize(cmd::tokenize::Args),
+    Perplexity(cmd::perplexity::Args),
+    Bench(cmd::bench::Args),
+    Info(cmd::info::Args),
+    Pull(cmd::pull::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    common::init(cli.threads, &cli.log);
+    let result = match cli.command {
+        Command::Generate(a) => cmd::generate::run(a),
+        Command::Chat(a) => cmd::chat::run(a),
+        Command::Tokenize(a) => cmd::tokenize::run(a),
+        Command::Perplexity(a) => cmd::perplexity::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
+        Command::Info(a) => cmd::info::run(a),
+        Command::Pull(a) => cmd::pull::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

