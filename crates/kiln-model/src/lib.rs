@@ -6,6 +6,7 @@ pub mod chat_template;
 pub mod config;
 pub mod error;
 pub mod generation;
+pub mod kernels;
 pub mod kv_cache;
 pub mod layers;
 pub mod llama;
@@ -13,6 +14,7 @@ pub mod loader;
 pub mod perplexity;
 pub mod sampling;
 pub mod stop;
+pub mod tiny;
 pub mod tokenizer;
 pub mod weights;
 

@@ -29,6 +29,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    Demo(cmd::demo::Args),
     Generate(cmd::generate::Args),
     Chat(cmd::chat::Args),
     Tokenize(cmd::tokenize::Args),
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     common::init(cli.threads, &cli.log);
     let result = match cli.command {
+        Command::Demo(a) => cmd::demo::run(a),
         Command::Generate(a) => cmd::generate::run(a),
         Command::Chat(a) => cmd::chat::run(a),
         Command::Tokenize(a) => cmd::tokenize::run(a),

@@ -7,6 +7,9 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Module, Tensor, D};
 
 use crate::error::Result;
+use crate::kernels::blocks::QuantKind;
+use crate::kernels::qmatmul::QuantMatmulOp;
+use crate::kernels::QuantMatrix;
 
 /// A weight matrix of shape (out_features, in_features).
 #[derive(Debug, Clone)]
@@ -50,18 +53,50 @@ impl Weight {
     }
 }
 
+/// How a quantized weight is multiplied: kiln's kernels for the formats they cover,
+/// candle's for the rest (k-quants, Q5).
+#[derive(Debug, Clone)]
+enum QuantMatmul {
+    Kiln(Arc<QuantMatrix>),
+    Candle(QMatMul),
+}
+
+impl QuantMatmul {
+    fn new(q: &Arc<QTensor>) -> Result<Self> {
+        let kind = match q.dtype() {
+            GgmlDType::Q4_0 => Some(QuantKind::Q4_0),
+            GgmlDType::Q4_1 => Some(QuantKind::Q4_1),
+            GgmlDType::Q8_0 => Some(QuantKind::Q8_0),
+            _ => None,
+        };
+        if let (Some(kind), true, Ok((n, k))) = (kind, q.device().is_cpu(), q.shape().dims2()) {
+            if let Some(m) = QuantMatrix::new(kind, n, k, q.data()?.into_owned()) {
+                return Ok(Self::Kiln(Arc::new(m)));
+            }
+        }
+        Ok(Self::Candle(QMatMul::from_arc(q.clone())?))
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Self::Kiln(m) => x.contiguous()?.apply_op1_no_bwd(&QuantMatmulOp(m))?,
+            Self::Candle(m) => m.forward(x)?,
+        })
+    }
+}
+
 /// y = x Wᵀ + b.
 #[derive(Debug, Clone)]
 pub struct Linear {
     weight: Weight,
-    matmul: Option<QMatMul>,
+    matmul: Option<QuantMatmul>,
     bias: Option<Tensor>,
 }
 
 impl Linear {
     pub fn new(weight: Weight, bias: Option<Tensor>) -> Result<Self> {
         let matmul = match &weight {
-            Weight::Quantized(q) => Some(QMatMul::from_arc(q.clone())?),
+            Weight::Quantized(q) => Some(QuantMatmul::new(q)?),
             Weight::Dense(_) => None,
         };
         Ok(Self {

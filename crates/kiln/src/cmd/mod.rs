@@ -1,5 +1,6 @@
 pub mod bench;
 pub mod chat;
+pub mod demo;
 pub mod generate;
 pub mod info;
 pub mod perplexity;

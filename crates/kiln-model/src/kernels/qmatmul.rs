@@ -1,0 +1,210 @@
+//! y = x Wᵀ for a GGUF-quantized W (n rows of k values), threaded over tiles of weight
+//! rows; within a tile, four activation rows share each unpacked weight block.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
+
+use super::blocks::{quantize_row, ActBlock, QuantKind, QK};
+use super::dot::dot_tile;
+
+/// Weight rows per unit of parallel work: small enough to balance two to many threads on
+/// decode, large enough that a tile stays in L1 while activations stream past it.
+const TILE_ROWS: usize = 16;
+
+#[derive(Debug, Clone)]
+pub struct QuantMatrix {
+    kind: QuantKind,
+    n: usize,
+    k: usize,
+    data: Vec<u8>,
+}
+
+impl QuantMatrix {
+    /// `data` holds n rows of k/32 blocks each, as stored in GGUF.
+    pub fn new(kind: QuantKind, n: usize, k: usize, data: Vec<u8>) -> Option<Self> {
+        (k % QK == 0 && data.len() == n * (k / QK) * kind.block_bytes()).then_some(Self {
+            kind,
+            n,
+            k,
+            data,
+        })
+    }
+
+    pub fn kind(&self) -> QuantKind {
+        self.kind
+    }
+
+    pub fn dims(&self) -> (usize, usize) {
+        (self.n, self.k)
+    }
+
+    fn row(&self, i: usize) -> &[u8] {
+        let rb = self.k / QK * self.kind.block_bytes();
+        &self.data[i * rb..(i + 1) * rb]
+    }
+
+    /// `x` is m rows of k floats; returns m rows of n floats.
+    pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
+        let (n, k) = (self.n, self.k);
+        let nb = k / QK;
+        let mut acts = vec![ActBlock::default(); m * nb];
+        for (row, a) in x.chunks_exact(k).zip(acts.chunks_exact_mut(nb)) {
+            quantize_row(row, a);
+        }
+        let mut out = vec![0f32; m * n];
+        let out_ptr = out.as_mut_ptr() as usize;
+        let acts = &acts;
+        let tiles = n.div_ceil(TILE_ROWS);
+        let work = |range: std::ops::Range<usize>| {
+            let out = out_ptr as *mut f32;
+            let put = |r: usize, j: usize, v: f32| {
+                // SAFETY: each (row, column) is written by exactly one tile.
+                unsafe { *out.add(r * n + j) = v };
+            };
+            for tile in range {
+                let rows = tile * TILE_ROWS..n.min((tile + 1) * TILE_ROWS);
+                let a = |r: usize| &acts[r * nb..(r + 1) * nb];
+                let mut r0 = 0;
+                // Prefill: 2 weight rows x 4 activation rows per step.
+                while r0 + 4 <= m {
+                    let mut j = rows.start;
+                    while j + 2 <= rows.end {
+                        let y = dot_tile::<2, 4>(
+                            self.kind,
+                            [self.row(j), self.row(j + 1)],
+                            [a(r0), a(r0 + 1), a(r0 + 2), a(r0 + 3)],
+                        );
+                        for (c, yc) in y.iter().enumerate() {
+                            for (r, v) in yc.iter().enumerate() {
+                                put(r0 + r, j + c, *v);
+                            }
+                        }
+                        j += 2;
+                    }
+                    for j in j..rows.end {
+                        let [y] = dot_tile::<1, 4>(
+                            self.kind,
+                            [self.row(j)],
+                            [a(r0), a(r0 + 1), a(r0 + 2), a(r0 + 3)],
+                        );
+                        for (r, v) in y.iter().enumerate() {
+                            put(r0 + r, j, *v);
+                        }
+                    }
+                    r0 += 4;
+                }
+                // Decode and leftovers: 4 weight rows x 1 activation row per step.
+                for r in r0..m {
+                    let mut j = rows.start;
+                    while j + 4 <= rows.end {
+                        let y = dot_tile::<4, 1>(
+                            self.kind,
+                            [
+                                self.row(j),
+                                self.row(j + 1),
+                                self.row(j + 2),
+                                self.row(j + 3),
+                            ],
+                            [a(r)],
+                        );
+                        for (c, yc) in y.iter().enumerate() {
+                            put(r, j + c, yc[0]);
+                        }
+                        j += 4;
+                    }
+                    for j in j..rows.end {
+                        put(
+                            r,
+                            j,
+                            dot_tile::<1, 1>(self.kind, [self.row(j)], [a(r)])[0][0],
+                        );
+                    }
+                }
+            }
+        };
+        candle_core::utils::barrier_pool().execute_chunked(tiles, work);
+        out
+    }
+}
+
+/// [`QuantMatrix::matmul`] as a candle op on (..., k) f32 tensors.
+pub struct QuantMatmulOp<'a>(pub &'a QuantMatrix);
+
+impl CustomOp1 for QuantMatmulOp<'_> {
+    fn name(&self) -> &'static str {
+        "kiln-quant-matmul"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(x) = s else {
+            candle_core::bail!("kiln-quant-matmul: expected f32 input, got {:?}", s.dtype())
+        };
+        let Some((a, b)) = l.contiguous_offsets() else {
+            candle_core::bail!("kiln-quant-matmul: input must be contiguous")
+        };
+        let dims = l.shape().dims();
+        let k = *dims.last().unwrap_or(&0);
+        if k != self.0.k {
+            candle_core::bail!(
+                "kiln-quant-matmul: input has {k} features, weight expects {}",
+                self.0.k
+            )
+        }
+        let m = (b - a) / k.max(1);
+        let y = self.0.matmul(&x[a..b], m);
+        let mut out_dims = dims.to_vec();
+        if let Some(last) = out_dims.last_mut() {
+            *last = self.0.n;
+        }
+        Ok((CpuStorage::F32(y), Shape::from(out_dims)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::blocks::dequantize_block;
+    use super::*;
+
+    #[test]
+    fn matmul_matches_dequantized_reference_for_odd_shapes() {
+        let (n, k) = (37, 64);
+        let kind = QuantKind::Q8_0;
+        let mut data = Vec::new();
+        for i in 0..n * k / QK {
+            data.extend_from_slice(&half::f16::from_f32(0.01 + i as f32 * 1e-4).to_le_bytes());
+            data.extend((0..32).map(|j| ((i * 13 + j * 7) % 255) as u8));
+        }
+        let w = QuantMatrix::new(kind, n, k, data).unwrap();
+        for m in [1, 3, 4, 9] {
+            let x: Vec<f32> = (0..m * k).map(|i| ((i % 17) as f32 - 8.0) / 4.0).collect();
+            let y = w.matmul(&x, m);
+            // The kernel multiplies int8-quantized activations; compare against exactly those.
+            let mut acts = vec![ActBlock::default(); m * k / QK];
+            for (row, a) in x.chunks(k).zip(acts.chunks_mut(k / QK)) {
+                quantize_row(row, a);
+            }
+            let xq: Vec<f32> = acts
+                .iter()
+                .flat_map(|a| a.qs.iter().map(move |&q| q as f32 * a.d))
+                .collect();
+            for r in 0..m {
+                for j in 0..n {
+                    let mut wf = vec![0f32; k];
+                    for (bi, b) in w.row(j).chunks(kind.block_bytes()).enumerate() {
+                        dequantize_block(kind, b, &mut wf[bi * QK..(bi + 1) * QK]);
+                    }
+                    let want: f32 = wf
+                        .iter()
+                        .zip(&xq[r * k..(r + 1) * k])
+                        .map(|(a, b)| a * b)
+                        .sum();
+                    let got = y[r * n + j];
+                    assert!(
+                        (got - want).abs() < 1e-3 * want.abs().max(1.0),
+                        "m={m} r={r} j={j}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! A tiny, randomly initialised Llama written as a complete Hugging Face directory
+//! (config.json, model.safetensors, byte-level tokenizer.json, tokenizer_config.json with a
+//! ChatML template). It needs no download, so `kiln demo` and tests can exercise the whole
+//! load → tokenize → generate path anywhere. Its text is noise: the weights are untrained.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+use crate::error::{ModelError, Result};
+
+#[derive(Debug, Clone)]
+pub struct TinyLlamaSpec {
+    pub hidden: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub intermediate: usize,
+    pub context: usize,
+    pub seed: u64,
+}
+
+impl Default for TinyLlamaSpec {
+    fn default() -> Self {
+        Self {
+            hidden: 64,
+            layers: 2,
+            heads: 4,
+            kv_heads: 2,
+            intermediate: 128,
+            context: 256,
+            seed: 0,
+        }
+    }
+}
+
+/// GPT-2's reversible byte → printable character map.
+pub fn byte_to_char(b: u8) -> char {
+    let printable =
+        |c: u32| (33..=126).contains(&c) || (161..=172).contains(&c) || (174..=255).contains(&c);
+    if printable(b as u32) {
+        return char::from(b);
+    }
+    let n = (0..b as u32).filter(|&c| !printable(c)).count() as u32;
+    char::from_u32(256 + n).unwrap_or('?')
+}
+
+const SPECIAL: [&str; 2] = ["<|im_start|>", "<|im_end|>"];
+
+fn tokenizer_json() -> serde_json::Value {
+    let vocab: serde_json::Map<String, serde_json::Value> = (0..=255u8)
+        .map(|b| (byte_to_char(b).to_string(), json!(b)))
+        .collect();
+    let added: Vec<_> = SPECIAL
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            json!({"id": 256 + i, "content": t, "single_word": false, "lstrip": false,
+                             "rstrip": false, "normalized": false, "special": true})
+        })
+        .collect();
+    json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
+        "normalizer": null,
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false},
+        "post_processor": null,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false},
+        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+                  "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
+                  "ignore_merges": false, "vocab": vocab, "merges": []}
+    })
+}
+
+fn normal(rng: &mut StdRng, n: usize, std: f32) -> Vec<f32> {
+    (0..n)
+        .map(|_| {
+            // Box–Muller: seeded and identical on every platform.
+            let u1: f32 = rng.random::<f32>().max(1e-7);
+            let u2: f32 = rng.random();
+            std * (-2.0 * u1.ln()).sqrt() * (2.0 * std::f32::consts::PI * u2).cos()
+        })
+        .collect()
+}
+
+/// Writes the model directory to `dir` (created if needed).
+pub fn write_tiny_llama(dir: &Path, spec: &TinyLlamaSpec) -> Result<()> {
+    let io = |e: std::io::Error| ModelError::file(dir, e);
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let vocab = 256 + SPECIAL.len();
+    let head_dim = spec.hidden / spec.heads;
+    let config = json!({
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+        "vocab_size": vocab, "hidden_size": spec.hidden, "intermediate_size": spec.intermediate,
+        "num_hidden_layers": spec.layers, "num_attention_heads": spec.heads,
+        "num_key_value_heads": spec.kv_heads, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+        "max_position_embeddings": spec.context, "tie_word_embeddings": false,
+        "hidden_act": "silu", "bos_token_id": 256, "eos_token_id": 257, "torch_dtype": "float32"
+    });
+    let mut rng = StdRng::seed_from_u64(spec.seed);
+    let dev = Device::Cpu;
+    let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    let mut put =
+        |name: String, shape: &[usize], std: Option<f32>, rng: &mut StdRng| -> Result<()> {
+            let n: usize = shape.iter().product();
+            let data = match std {
+                Some(s) => normal(rng, n, s),
+                None => vec![1.0; n],
+            };
+            tensors.insert(name, Tensor::from_vec(data, shape, &dev)?);
+            Ok(())
+        };
+    let (h, f) = (spec.hidden, spec.intermediate);
+    put(
+        "model.embed_tokens.weight".into(),
+        &[vocab, h],
+        Some(0.02),
+        &mut rng,
+    )?;
+    put("lm_head.weight".into(), &[vocab, h], Some(0.02), &mut rng)?;
+    put("model.norm.weight".into(), &[h], None, &mut rng)?;
+    for l in 0..spec.layers {
+        let p = format!("model.layers.{l}");
+        put(format!("{p}.input_layernorm.weight"), &[h], None, &mut rng)?;
+        put(
+            format!("{p}.post_attention_layernorm.weight"),
+            &[h],
+            None,
+            &mut rng,
+        )?;
+        put(
+            format!("{p}.self_attn.q_proj.weight"),
+            &[spec.heads * head_dim, h],
+            Some(0.02),
+            &mut rng,
+        )?;
+        put(
+            format!("{p}.self_attn.k_proj.weight"),
+            &[spec.kv_heads * head_dim, h],
+            Some(0.02),
+            &mut rng,
+        )?;
+        put(
+            format!("{p}.self_attn.v_proj.weight"),
+            &[spec.kv_heads * head_dim, h],
+            Some(0.02),
+            &mut rng,
+        )?;
+        put(
+            format!("{p}.self_attn.o_proj.weight"),
+            &[h, spec.heads * head_dim],
+            Some(0.02),
+            &mut rng,
+        )?;
+        put(
+            format!("{p}.mlp.gate_proj.weight"),
+            &[f, h],
+            Some(0.02),
+            &mut rng,
+        )?;
+        put(
+            format!("{p}.mlp.up_proj.weight"),
+            &[f, h],
+            Some(0.02),
+            &mut rng,
+        )?;
+        put(
+            format!("{p}.mlp.down_proj.weight"),
+            &[h, f],
+            Some(0.02),
+            &mut rng,
+        )?;
+    }
+    let write = |name: &str, v: &serde_json::Value| -> Result<()> {
+        let text = serde_json::to_string_pretty(v).map_err(|e| ModelError::file(dir, e))?;
+        std::fs::write(dir.join(name), text).map_err(io)
+    };
+    write("config.json", &config)?;
+    write("tokenizer.json", &tokenizer_json())?;
+    write(
+        "tokenizer_config.json",
+        &json!({"bos_token": "<|im_start|>", "eos_token": "<|im_end|>",
+                "chat_template": crate::chat_template::CHATML}),
+    )?;
+    candle_core::safetensors::save(&tensors, dir.join("model.safetensors"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::causal_lm::{Batch, CausalLM, ForwardContext, LogitsMode};
+
+    fn tiny() -> (tempfile::TempDir, crate::LoadedModel) {
+        let dir = tempfile::tempdir().unwrap();
+        write_tiny_llama(
+            dir.path(),
+            &TinyLlamaSpec {
+                seed: 3,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let m = crate::load(dir.path(), &Device::Cpu).unwrap();
+        (dir, m)
+    }
+
+    #[test]
+    fn byte_map_is_a_bijection_onto_distinct_chars() {
+        let chars: std::collections::HashSet<char> = (0..=255u8).map(byte_to_char).collect();
+        assert_eq!(chars.len(), 256);
+        assert_eq!(byte_to_char(b'A'), 'A');
+        assert_eq!(byte_to_char(b' '), '\u{120}'); // GPT-2's "Ġ"
+    }
+
+    #[test]
+    fn tokenizer_round_trips_any_utf8_and_parses_special_tokens() {
+        let (_d, m) = tiny();
+        let text = "héllo\tworld 🙂";
+        let ids = m.tokenizer.encode(text, false, true).unwrap();
+        assert_eq!(ids.len(), text.len());
+        assert_eq!(m.tokenizer.decode(&ids).unwrap(), text);
+        let ids = m.tokenizer.encode("<|im_start|>a", false, true).unwrap();
+        assert_eq!(ids, vec![256, b'a' as u32]);
+        let ids = m.tokenizer.encode("<|im_start|>a", false, false).unwrap();
+        assert_eq!(ids.len(), "<|im_start|>a".len());
+    }
+
+    #[test]
+    fn cached_decode_equals_full_recompute() {
+        let (_d, m) = tiny();
+        let tokens: Vec<u32> = "The quick brown fox".bytes().map(u32::from).collect();
+        let full = m
+            .model
+            .forward(
+                &Batch::from_tokens(&tokens, 0, LogitsMode::All, &Device::Cpu).unwrap(),
+                &mut ForwardContext::no_cache(),
+            )
+            .unwrap()
+            .squeeze(0)
+            .unwrap();
+        // Prefill half, then feed the rest one token at a time through the cache.
+        let mut cache = m.model.new_cache();
+        let split = 7;
+        let b = Batch::from_tokens(&tokens[..split], 0, LogitsMode::All, &Device::Cpu).unwrap();
+        let mut rows = vec![m
+            .model
+            .forward(&b, &mut ForwardContext::with_cache(&mut cache))
+            .unwrap()
+            .squeeze(0)
+            .unwrap()];
+        for (i, &t) in tokens.iter().enumerate().skip(split) {
+            let b = Batch::from_tokens(&[t], i, LogitsMode::All, &Device::Cpu).unwrap();
+            rows.push(
+                m.model
+                    .forward(&b, &mut ForwardContext::with_cache(&mut cache))
+                    .unwrap()
+                    .squeeze(0)
+                    .unwrap(),
+            );
+        }
+        let cached = Tensor::cat(&rows, 0).unwrap();
+        let diff = (full - cached)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-4, "cached vs full max abs diff {diff}");
+        assert_eq!(cache.len(), tokens.len());
+    }
+
+    #[test]
+    fn forward_rejects_a_batch_that_does_not_continue_the_cache() {
+        let (_d, m) = tiny();
+        let mut cache = m.model.new_cache();
+        let b = Batch::from_tokens(&[1, 2, 3], 5, LogitsMode::Last, &Device::Cpu).unwrap();
+        let err = m
+            .model
+            .forward(&b, &mut ForwardContext::with_cache(&mut cache))
+            .unwrap_err();
+        assert!(err.to_string().contains("cache"), "{err}");
+    }
+
+    #[test]
+    fn generation_is_seed_reproducible_and_respects_max_tokens() {
+        let (_d, m) = tiny();
+        let ids = m.tokenizer.encode("hello", false, true).unwrap();
+        let opts = crate::GenerateOptions {
+            max_tokens: 12,
+            stop_at_eos: false,
+            ..Default::default()
+        };
+        let a = crate::generate(&m.model, &m.tokenizer, &ids, &opts, &Device::Cpu, |_| {}).unwrap();
+        let b = crate::generate(&m.model, &m.tokenizer, &ids, &opts, &Device::Cpu, |_| {}).unwrap();
+        assert_eq!(a.token_ids, b.token_ids);
+        assert_eq!(a.token_ids.len(), 12);
+        assert_eq!(a.finish_reason, crate::FinishReason::Length);
+        let too_long = crate::GenerateOptions {
+            max_tokens: 300,
+            ..opts
+        };
+        let err = crate::generate(
+            &m.model,
+            &m.tokenizer,
+            &ids,
+            &too_long,
+            &Device::Cpu,
+            |_| {},
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("context length of 256"), "{err}");
+    }
+}
