@@ -34,7 +34,7 @@ pub enum ModelError {
     ChatTemplate(String),
     #[error("{op}: {msg}")]
     Op { op: &'static str, msg: String },
-    #[error(transparent)]
+    #[error("{}", candle_message(.0))]
     Candle(#[from] candle_core::Error),
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -50,3 +50,15 @@ impl ModelError {
 }
 
 pub type Result<T> = std::result::Result<T, ModelError>;
+
+/// A candle error as one line: candle appends a backtrace when `RUST_BACKTRACE` is set and
+/// puts context on its own line, neither of which belongs in a CLI error.
+pub fn candle_message(e: &candle_core::Error) -> String {
+    use candle_core::Error as E;
+    match e {
+        E::WithBacktrace { inner, .. } => candle_message(inner),
+        E::Context { inner, context } => format!("{context}: {}", candle_message(inner)),
+        E::WithPath { inner, path } => format!("{}: {}", path.display(), candle_message(inner)),
+        other => other.to_string().replace('\n', "; "),
+    }
+}

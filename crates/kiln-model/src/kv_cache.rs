@@ -1,17 +1,22 @@
-//! A contiguous per-layer key/value cache for single-stream generation and evaluation.
+//! A contiguous per-layer f16 key/value cache for single-stream generation and evaluation.
 //! (The serving engine's paged cache lives in `kiln-engine`.) The model never owns a cache:
 //! callers create one and pass it in through [`crate::ForwardContext`].
 
-use candle_core::Tensor;
+use half::f16;
 
-use crate::error::Result;
+use crate::error::{ModelError, Result};
+use crate::kernels::attention::KvView;
 
-/// Keys and values of one layer, each (b, n_kv_heads, capacity, head_dim); positions
-/// `0..len` are filled.
+/// Keys and values of one layer as f16 (what llama.cpp stores by default), laid out
+/// (batch, capacity, n_kv_heads * head_dim); positions `0..len` are filled. RoPE is applied
+/// before keys are stored.
 #[derive(Debug, Clone, Default)]
 pub struct LayerKvCache {
-    k: Option<Tensor>,
-    v: Option<Tensor>,
+    k: Vec<f16>,
+    v: Vec<f16>,
+    batch: usize,
+    row: usize,
+    cap: usize,
     len: usize,
 }
 
@@ -27,36 +32,76 @@ impl LayerKvCache {
         self.len == 0
     }
 
-    /// Appends (b, h, t, d) keys and values; returns views of everything cached so far.
-    pub fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
-        let t = k.dim(2)?;
-        let need = self.len + t;
-        let cap = self.k.as_ref().map(|c| c.dim(2)).transpose()?.unwrap_or(0);
-        if need > cap {
-            let new_cap = need.div_ceil(GROW) * GROW;
-            let (b, h, _, d) = k.dims4()?;
-            let nk = Tensor::zeros((b, h, new_cap, d), k.dtype(), k.device())?;
-            let nv = Tensor::zeros((b, h, new_cap, d), v.dtype(), v.device())?;
-            if let (Some(ok), Some(ov)) = (&self.k, &self.v) {
-                nk.slice_set(&ok.narrow(2, 0, self.len)?.contiguous()?, 2, 0)?;
-                nv.slice_set(&ov.narrow(2, 0, self.len)?.contiguous()?, 2, 0)?;
-            }
-            self.k = Some(nk);
-            self.v = Some(nv);
+    /// Appends keys and values for `t` new positions, each (batch, t, row) f32 with
+    /// `row = n_kv_heads * head_dim`, rounding them to f16.
+    pub fn append(
+        &mut self,
+        k: &[f32],
+        v: &[f32],
+        batch: usize,
+        t: usize,
+        row: usize,
+    ) -> Result<()> {
+        if k.len() != batch * t * row || v.len() != k.len() {
+            return Err(ModelError::Op {
+                op: "kv cache append",
+                msg: format!(
+                    "expected {batch}x{t}x{row} keys and values, got {} and {}",
+                    k.len(),
+                    v.len()
+                ),
+            });
         }
-        let (ck, cv) = match (&self.k, &self.v) {
-            (Some(ck), Some(cv)) => (ck, cv),
-            _ => unreachable!("allocated above"),
-        };
-        ck.slice_set(&k.contiguous()?, 2, self.len)?;
-        cv.slice_set(&v.contiguous()?, 2, self.len)?;
+        if self.len > 0 && (batch != self.batch || row != self.row) {
+            return Err(ModelError::Op {
+                op: "kv cache append",
+                msg: format!(
+                    "cache holds batch {} x row {}, got batch {batch} x row {row}",
+                    self.batch, self.row
+                ),
+            });
+        }
+        let need = self.len + t;
+        if need > self.cap || batch != self.batch || row != self.row {
+            let cap = need.div_ceil(GROW) * GROW;
+            let mut nk = vec![f16::ZERO; batch * cap * row];
+            let mut nv = vec![f16::ZERO; batch * cap * row];
+            let filled = self.len * row;
+            for bi in 0..batch.min(self.batch) {
+                let (src, dst) = (bi * self.cap * row, bi * cap * row);
+                nk[dst..dst + filled].copy_from_slice(&self.k[src..src + filled]);
+                nv[dst..dst + filled].copy_from_slice(&self.v[src..src + filled]);
+            }
+            (self.k, self.v, self.cap, self.batch, self.row) = (nk, nv, cap, batch, row);
+        }
+        for bi in 0..batch {
+            let dst = (bi * self.cap + self.len) * row;
+            let src = bi * t * row;
+            store_f16(&k[src..src + t * row], &mut self.k[dst..dst + t * row]);
+            store_f16(&v[src..src + t * row], &mut self.v[dst..dst + t * row]);
+        }
         self.len = need;
-        Ok((ck.narrow(2, 0, need)?, cv.narrow(2, 0, need)?))
+        Ok(())
+    }
+
+    /// Everything cached so far, for [`crate::kernels::attention::causal_attention`].
+    pub fn view(&self) -> KvView<'_> {
+        KvView {
+            k: &self.k,
+            v: &self.v,
+            cap: self.cap,
+            len: self.len,
+        }
     }
 
     pub fn truncate(&mut self, len: usize) {
         self.len = self.len.min(len);
     }
+}
+
+fn store_f16(src: &[f32], dst: &mut [f16]) {
+    use half::slice::HalfFloatSliceExt;
+    dst.convert_from_f32_slice(src);
 }
 
 /// The cache of a whole model: one [`LayerKvCache`] per layer.

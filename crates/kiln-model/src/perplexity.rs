@@ -64,7 +64,9 @@ pub fn perplexity(
             window[0] = b;
         }
         let batch = Batch::from_tokens(&window, 0, LogitsMode::All, device)?;
-        let logits = model.forward(&batch, &mut ForwardContext::no_cache())?;
+        // Through a fresh cache: the inference path, with llama.cpp's f16 roundings.
+        let mut cache = model.new_cache();
+        let logits = model.forward(&batch, &mut ForwardContext::with_cache(&mut cache))?;
         let logits = logits.squeeze(0)?; // (n_ctx, vocab)
         let vocab = logits.dim(1)?;
         let rows = logits.narrow(0, first, n_ctx - 1 - first)?;

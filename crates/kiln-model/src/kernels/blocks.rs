@@ -84,11 +84,13 @@ impl Default for ActBlock {
 pub fn quantize_row(x: &[f32], out: &mut [ActBlock]) {
     for (xb, ob) in x.chunks_exact(QK).zip(out.iter_mut()) {
         let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
+        // Exactly ggml's x86 quantize_row_q8_1: multiply by 127/amax (not divide by d)
+        // and round half to even, so every int8 matches llama.cpp's.
         let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
         let mut sum = 0i32;
         for (q, &v) in ob.qs.iter_mut().zip(xb) {
-            let r = (v * id).round() as i32;
+            let r = (v * id).round_ties_even() as i32;
             *q = r as i8;
             sum += r;
         }

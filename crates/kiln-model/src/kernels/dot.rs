@@ -4,6 +4,7 @@
 use super::blocks::{f16_at, ActBlock, QuantKind};
 
 /// Portable reference: integer dot per block, scaled like ggml.
+#[allow(clippy::needless_range_loop)] // low and high nibbles index two halves
 pub fn dot_rows_scalar<const R: usize>(
     kind: QuantKind,
     w: &[u8],

@@ -22,7 +22,7 @@ pub struct QuantMatrix {
 impl QuantMatrix {
     /// `data` holds n rows of k/32 blocks each, as stored in GGUF.
     pub fn new(kind: QuantKind, n: usize, k: usize, data: Vec<u8>) -> Option<Self> {
-        (k % QK == 0 && data.len() == n * (k / QK) * kind.block_bytes()).then_some(Self {
+        (k.is_multiple_of(QK) && data.len() == n * (k / QK) * kind.block_bytes()).then_some(Self {
             kind,
             n,
             k,

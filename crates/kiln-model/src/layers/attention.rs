@@ -4,6 +4,7 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::config::ModelConfig;
 use crate::error::Result;
+use crate::kernels::attention::{causal_attention, AttnDims};
 use crate::kv_cache::LayerKvCache;
 use crate::layers::{Linear, RotaryEmbedding};
 use crate::weights::Weights;
@@ -34,7 +35,9 @@ impl Attention {
         })
     }
 
-    /// `x` is (b, t, hidden) at positions `start..start + t`.
+    /// `x` is (b, t, hidden) at positions `start..start + t`. With a cache this is the
+    /// inference path (f16 keys and values, kiln's attention kernel); without one, plain
+    /// differentiable tensor ops in f32 (training, and the reference in tests).
     pub fn forward(
         &self,
         x: &Tensor,
@@ -42,6 +45,9 @@ impl Attention {
         start: usize,
         cache: Option<&mut LayerKvCache>,
     ) -> Result<Tensor> {
+        if let Some(cache) = cache {
+            return self.forward_cached(x, rope, start, cache);
+        }
         let (b, t, _) = x.dims3()?;
         let heads = |y: Tensor, n: usize| -> Result<Tensor> {
             // (b, t, n * d) -> (b, n, t, d)
@@ -54,14 +60,36 @@ impl Attention {
         let v = heads(self.v_proj.forward(x)?, self.num_kv_heads)?;
         let q = rope.apply(&q, start)?;
         let k = rope.apply(&k, start)?;
-        let (k, v) = match cache {
-            Some(c) => c.append(&k, &v)?,
-            None => (k, v),
-        };
         let y = scaled_dot_product_attention(&q, &k, &v, start)?; // (b, n_head, t, d)
         let y = y
             .transpose(1, 2)?
             .reshape((b, t, self.num_heads * self.head_dim))?;
+        self.o_proj.forward(&y)
+    }
+
+    fn forward_cached(
+        &self,
+        x: &Tensor,
+        rope: &RotaryEmbedding,
+        start: usize,
+        cache: &mut LayerKvCache,
+    ) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let host = |y: Tensor| -> Result<Vec<f32>> { Ok(y.flatten_all()?.to_vec1::<f32>()?) };
+        // (b, t, heads * d) is already token-major, the layout the kernel and cache use.
+        let mut q = host(self.q_proj.forward(x)?)?;
+        let mut k = host(self.k_proj.forward(x)?)?;
+        let v = host(self.v_proj.forward(x)?)?;
+        rope.rotate_in_place(&mut q, t, self.num_heads, start);
+        rope.rotate_in_place(&mut k, t, self.num_kv_heads, start);
+        cache.append(&k, &v, b, t, self.num_kv_heads * self.head_dim)?;
+        let dims = AttnDims {
+            n_head: self.num_heads,
+            n_kv: self.num_kv_heads,
+            head_dim: self.head_dim,
+        };
+        let y = causal_attention(&q, b, t, cache.view(), dims);
+        let y = Tensor::from_vec(y, (b, t, self.num_heads * self.head_dim), x.device())?;
         self.o_proj.forward(&y)
     }
 }

@@ -1,6 +1,7 @@
 //! The SwiGLU feed-forward block (Shazeer, 2020): down(silu(gate(x)) ⊙ up(x)).
 
-use candle_core::Tensor;
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 
 use crate::error::Result;
 use crate::layers::Linear;
@@ -23,8 +24,47 @@ impl SwiGluMlp {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gate = candle_nn::ops::silu(&self.gate_proj.forward(x)?)?;
+        let gate = self.gate_proj.forward(x)?;
         let up = self.up_proj.forward(x)?;
-        self.down_proj.forward(&(gate * up)?)
+        let inference = !gate.track_op() && !up.track_op();
+        let h = if inference && gate.dtype() == candle_core::DType::F32 && gate.device().is_cpu() {
+            gate.contiguous()?
+                .apply_op2_no_bwd(&up.contiguous()?, &GgmlSwiGlu)?
+        } else {
+            (candle_nn::ops::silu(&gate)? * up)?
+        };
+        self.down_proj.forward(&h)
+    }
+}
+
+/// silu(gate) ⊙ up rounded as llama.cpp rounds it (see [`crate::kernels::ggml_math`]);
+/// the training path keeps candle's differentiable ops.
+struct GgmlSwiGlu;
+
+impl CustomOp2 for GgmlSwiGlu {
+    fn name(&self) -> &'static str {
+        "kiln-swiglu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        gs: &CpuStorage,
+        gl: &Layout,
+        us: &CpuStorage,
+        ul: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (CpuStorage::F32(g), CpuStorage::F32(u)) = (gs, us) else {
+            candle_core::bail!("kiln-swiglu: expected f32, got {:?}", gs.dtype())
+        };
+        let (Some((g0, g1)), Some((u0, u1))) = (gl.contiguous_offsets(), ul.contiguous_offsets())
+        else {
+            candle_core::bail!("kiln-swiglu: inputs must be contiguous")
+        };
+        if gl.shape() != ul.shape() {
+            candle_core::bail!("kiln-swiglu: gate {:?} vs up {:?}", gl.shape(), ul.shape())
+        }
+        let mut y = vec![0f32; g1 - g0];
+        crate::kernels::ggml_math::swiglu(&g[g0..g1], &u[u0..u1], &mut y);
+        Ok((CpuStorage::F32(y), gl.shape().clone()))
     }
 }

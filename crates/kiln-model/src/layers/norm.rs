@@ -1,6 +1,7 @@
 //! RMSNorm (Zhang & Sennrich, 2019): x / sqrt(mean(x²) + eps) · g.
 
-use candle_core::{Module, Tensor};
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp2, Layout, Module, Shape, Tensor};
 
 use crate::error::Result;
 
@@ -19,13 +20,65 @@ impl RmsNorm {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(candle_nn::ops::rms_norm(x, &self.weight, self.eps)?)
+        Ok(Module::forward(self, x)?)
     }
 }
 
 impl Module for RmsNorm {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        candle_nn::ops::rms_norm(x, &self.weight, self.eps)
+        let x = x.contiguous()?;
+        if x.track_op() || self.weight.track_op() {
+            // Training: the differentiable composition.
+            candle_nn::ops::rms_norm_slow(&x, &self.weight, self.eps)
+        } else if x.dtype() == candle_core::DType::F32 && x.device().is_cpu() {
+            x.apply_op2_no_bwd(&self.weight, &GgmlRmsNorm { eps: self.eps })
+        } else {
+            candle_nn::ops::rms_norm(&x, &self.weight, self.eps)
+        }
+    }
+}
+
+/// RMSNorm rounded as ggml rounds it: squares summed in f64, `x · (1 / sqrt(mean + eps))`
+/// then `· g`. The last-ulp differences of other orderings are enough to flip some int8
+/// roundings of the next layer's activations and drift from llama.cpp.
+struct GgmlRmsNorm {
+    eps: f32,
+}
+
+impl CustomOp2 for GgmlRmsNorm {
+    fn name(&self) -> &'static str {
+        "kiln-rms-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (CpuStorage::F32(x), CpuStorage::F32(w)) = (xs, ws) else {
+            candle_core::bail!("kiln-rms-norm: expected f32, got {:?}", xs.dtype())
+        };
+        let (Some((x0, x1)), Some((w0, w1))) = (xl.contiguous_offsets(), wl.contiguous_offsets())
+        else {
+            candle_core::bail!("kiln-rms-norm: inputs must be contiguous")
+        };
+        let (x, w) = (&x[x0..x1], &w[w0..w1]);
+        let n = w.len();
+        if n == 0 || xl.shape().dims().last() != Some(&n) {
+            candle_core::bail!("kiln-rms-norm: {:?} does not end in {n}", xl.shape())
+        }
+        let mut y = vec![0f32; x.len()];
+        for (xr, yr) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
+            let sum: f64 = xr.iter().map(|v| (v * v) as f64).sum();
+            let mean = (sum / n as f64) as f32;
+            let scale = 1.0 / (mean + self.eps).sqrt();
+            for ((yv, xv), g) in yr.iter_mut().zip(xr).zip(w) {
+                *yv = (xv * scale) * g;
+            }
+        }
+        Ok((CpuStorage::F32(y), xl.shape().clone()))
     }
 }
 

