@@ -82,6 +82,23 @@ impl Default for ActBlock {
 
 /// Quantizes `x` (a multiple of 32 long) into `out`.
 pub fn quantize_row(x: &[f32], out: &mut [ActBlock]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::dot::has_avx2() {
+        // SAFETY: features checked; the scalar body is compiled with AVX2 so the rounding
+        // is `vroundps` (half to even, as `round_ties_even`) instead of a libm call.
+        return unsafe { quantize_row_avx2(x, out) };
+    }
+    quantize_row_portable(x, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn quantize_row_avx2(x: &[f32], out: &mut [ActBlock]) {
+    quantize_row_portable(x, out)
+}
+
+#[inline(always)]
+fn quantize_row_portable(x: &[f32], out: &mut [ActBlock]) {
     for (xb, ob) in x.chunks_exact(QK).zip(out.iter_mut()) {
         let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
         // Exactly ggml's x86 quantize_row_q8_1: multiply by 127/amax (not divide by d)

@@ -87,6 +87,11 @@ mod avx2 {
         for i in 0..nb {
             for c in 0..RW {
                 let b = w[c].as_ptr().add(i * bb);
+                if RA == 1 {
+                    // Decode streams each weight byte once: fetch the same block of the
+                    // next group of rows (the caller walks consecutive rows).
+                    _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(RW * w[0].len()) as *const i8);
+                }
                 let d = f16_ptr(b);
                 match kind {
                     QuantKind::Q4_0 | QuantKind::Q4_1 => {

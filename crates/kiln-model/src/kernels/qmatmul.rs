@@ -45,85 +45,111 @@ impl QuantMatrix {
 
     /// `x` is m rows of k floats; returns m rows of n floats.
     pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
-        let (n, k) = (self.n, self.k);
+        Self::matmul_many(&[self], x, m).pop().unwrap_or_default()
+    }
+
+    /// The products of one input with several matrices of the same width (q/k/v, gate/up):
+    /// the activations are quantized once and all rows share one parallel dispatch. Each
+    /// output is exactly what [`QuantMatrix::matmul`] gives.
+    pub fn matmul_many(mats: &[&QuantMatrix], x: &[f32], m: usize) -> Vec<Vec<f32>> {
+        let Some(first) = mats.first() else {
+            return vec![];
+        };
+        let k = first.k;
+        assert!(mats.iter().all(|w| w.k == k), "matmul_many: widths differ");
+        assert_eq!(x.len(), m * k, "matmul_many: input is not m x k");
         let nb = k / QK;
         let mut acts = vec![ActBlock::default(); m * nb];
         for (row, a) in x.chunks_exact(k).zip(acts.chunks_exact_mut(nb)) {
             quantize_row(row, a);
         }
-        let mut out = vec![0f32; m * n];
-        let out_ptr = out.as_mut_ptr() as usize;
+        let mut outs: Vec<Vec<f32>> = mats.iter().map(|w| vec![0f32; m * w.n]).collect();
+        let out_ptrs: Vec<usize> = outs.iter_mut().map(|o| o.as_mut_ptr() as usize).collect();
+        // Tile t of the concatenated rows belongs to matrix i when starts[i] <= t < starts[i+1].
+        let mut starts = vec![0usize];
+        for w in mats {
+            starts.push(starts[starts.len() - 1] + w.n.div_ceil(TILE_ROWS));
+        }
         let acts = &acts;
-        let tiles = n.div_ceil(TILE_ROWS);
         let work = |range: std::ops::Range<usize>| {
-            let out = out_ptr as *mut f32;
-            let put = |r: usize, j: usize, v: f32| {
-                // SAFETY: each (row, column) is written by exactly one tile.
-                unsafe { *out.add(r * n + j) = v };
-            };
             for tile in range {
-                let rows = tile * TILE_ROWS..n.min((tile + 1) * TILE_ROWS);
-                let a = |r: usize| &acts[r * nb..(r + 1) * nb];
-                let mut r0 = 0;
-                // Prefill: 2 weight rows x 4 activation rows per step.
-                while r0 + 4 <= m {
-                    let mut j = rows.start;
-                    while j + 2 <= rows.end {
-                        let y = dot_tile::<2, 4>(
-                            self.kind,
-                            [self.row(j), self.row(j + 1)],
-                            [a(r0), a(r0 + 1), a(r0 + 2), a(r0 + 3)],
-                        );
-                        for (c, yc) in y.iter().enumerate() {
-                            for (r, v) in yc.iter().enumerate() {
-                                put(r0 + r, j + c, *v);
-                            }
-                        }
-                        j += 2;
-                    }
-                    for j in j..rows.end {
-                        let [y] = dot_tile::<1, 4>(
-                            self.kind,
-                            [self.row(j)],
-                            [a(r0), a(r0 + 1), a(r0 + 2), a(r0 + 3)],
-                        );
-                        for (r, v) in y.iter().enumerate() {
-                            put(r0 + r, j, *v);
-                        }
-                    }
-                    r0 += 4;
-                }
-                // Decode and leftovers: 4 weight rows x 1 activation row per step.
-                for r in r0..m {
-                    let mut j = rows.start;
-                    while j + 4 <= rows.end {
-                        let y = dot_tile::<4, 1>(
-                            self.kind,
-                            [
-                                self.row(j),
-                                self.row(j + 1),
-                                self.row(j + 2),
-                                self.row(j + 3),
-                            ],
-                            [a(r)],
-                        );
-                        for (c, yc) in y.iter().enumerate() {
-                            put(r, j + c, yc[0]);
-                        }
-                        j += 4;
-                    }
-                    for j in j..rows.end {
-                        put(
-                            r,
-                            j,
-                            dot_tile::<1, 1>(self.kind, [self.row(j)], [a(r)])[0][0],
-                        );
-                    }
-                }
+                let i = starts.partition_point(|&s| s <= tile) - 1;
+                // SAFETY: each (row, column) of each output is written by exactly one tile.
+                unsafe { mats[i].tile(tile - starts[i], acts, m, out_ptrs[i] as *mut f32) };
             }
         };
-        candle_core::utils::barrier_pool().execute_chunked(tiles, work);
-        out
+        candle_core::utils::barrier_pool().execute_chunked(starts[mats.len()], work);
+        outs
+    }
+
+    /// One tile of weight rows against all m activation rows, into `out` (m x n).
+    ///
+    /// # Safety
+    /// `out` points to m * n floats that no other thread writes in this tile's columns.
+    unsafe fn tile(&self, tile: usize, acts: &[ActBlock], m: usize, out: *mut f32) {
+        let (n, nb) = (self.n, self.k / QK);
+        let put = |r: usize, j: usize, v: f32| {
+            // SAFETY: (r, j) lies in this tile's columns; see the function's contract.
+            unsafe { *out.add(r * n + j) = v };
+        };
+        let rows = tile * TILE_ROWS..n.min((tile + 1) * TILE_ROWS);
+        let a = |r: usize| &acts[r * nb..(r + 1) * nb];
+        let mut r0 = 0;
+        // Prefill: 2 weight rows x 4 activation rows per step.
+        while r0 + 4 <= m {
+            let mut j = rows.start;
+            while j + 2 <= rows.end {
+                let y = dot_tile::<2, 4>(
+                    self.kind,
+                    [self.row(j), self.row(j + 1)],
+                    [a(r0), a(r0 + 1), a(r0 + 2), a(r0 + 3)],
+                );
+                for (c, yc) in y.iter().enumerate() {
+                    for (r, v) in yc.iter().enumerate() {
+                        put(r0 + r, j + c, *v);
+                    }
+                }
+                j += 2;
+            }
+            for j in j..rows.end {
+                let [y] = dot_tile::<1, 4>(
+                    self.kind,
+                    [self.row(j)],
+                    [a(r0), a(r0 + 1), a(r0 + 2), a(r0 + 3)],
+                );
+                for (r, v) in y.iter().enumerate() {
+                    put(r0 + r, j, *v);
+                }
+            }
+            r0 += 4;
+        }
+        // Decode and leftovers: 4 weight rows x 1 activation row per step.
+        for r in r0..m {
+            let mut j = rows.start;
+            while j + 4 <= rows.end {
+                let y = dot_tile::<4, 1>(
+                    self.kind,
+                    [
+                        self.row(j),
+                        self.row(j + 1),
+                        self.row(j + 2),
+                        self.row(j + 3),
+                    ],
+                    [a(r)],
+                );
+                for (c, yc) in y.iter().enumerate() {
+                    put(r, j + c, yc[0]);
+                }
+                j += 4;
+            }
+            for j in j..rows.end {
+                put(
+                    r,
+                    j,
+                    dot_tile::<1, 1>(self.kind, [self.row(j)], [a(r)])[0][0],
+                );
+            }
+        }
     }
 }
 
@@ -205,6 +231,35 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn matmul_many_equals_separate_products_bit_for_bit() {
+        let k = 96;
+        let mk = |n: usize, seed: usize| {
+            let data: Vec<u8> = (0..n * k / QK)
+                .flat_map(|i| {
+                    let mut b = half::f16::from_f32(0.02 + (i % 7) as f32 * 1e-3)
+                        .to_le_bytes()
+                        .to_vec();
+                    b.extend(half::f16::from_f32(-0.1).to_le_bytes());
+                    b.extend((0..16).map(move |j| ((i * 31 + j * 17 + seed) % 256) as u8));
+                    b
+                })
+                .collect();
+            QuantMatrix::new(QuantKind::Q4_1, n, k, data).unwrap()
+        };
+        let (a, b, c) = (mk(40, 1), mk(8, 2), mk(21, 3));
+        for m in [1, 5] {
+            let x: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 13 % 29) as f32 - 14.0) / 5.0)
+                .collect();
+            let many = QuantMatrix::matmul_many(&[&a, &b, &c], &x, m);
+            assert_eq!(
+                many,
+                vec![a.matmul(&x, m), b.matmul(&x, m), c.matmul(&x, m)]
+            );
         }
     }
 }

@@ -6,6 +6,7 @@ use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::kernels::attention::{causal_attention, AttnDims};
 use crate::kv_cache::LayerKvCache;
+use crate::layers::linear::forward_many;
 use crate::layers::{Linear, RotaryEmbedding};
 use crate::weights::Weights;
 
@@ -77,9 +78,13 @@ impl Attention {
         let (b, t, _) = x.dims3()?;
         let host = |y: Tensor| -> Result<Vec<f32>> { Ok(y.flatten_all()?.to_vec1::<f32>()?) };
         // (b, t, heads * d) is already token-major, the layout the kernel and cache use.
-        let mut q = host(self.q_proj.forward(x)?)?;
-        let mut k = host(self.k_proj.forward(x)?)?;
-        let v = host(self.v_proj.forward(x)?)?;
+        let [q, k, v]: [Tensor; 3] = forward_many(&[&self.q_proj, &self.k_proj, &self.v_proj], x)?
+            .try_into()
+            .map_err(|_| crate::error::ModelError::Op {
+                op: "attention",
+                msg: "expected three projections".into(),
+            })?;
+        let (mut q, mut k, v) = (host(q)?, host(k)?, host(v)?);
         rope.rotate_in_place(&mut q, t, self.num_heads, start);
         rope.rotate_in_place(&mut k, t, self.num_kv_heads, start);
         cache.append(&k, &v, b, t, self.num_kv_heads * self.head_dim)?;

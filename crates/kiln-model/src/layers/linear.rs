@@ -135,6 +135,41 @@ impl Linear {
     }
 }
 
+/// `x · Wᵢᵀ + bᵢ` for several layers reading the same input (q/k/v, gate/up). When all of
+/// them run on kiln's quantized kernels the input is quantized once and every row goes
+/// out in one parallel dispatch; otherwise each layer runs on its own.
+pub fn forward_many(layers: &[&Linear], x: &Tensor) -> Result<Vec<Tensor>> {
+    let kiln: Option<Vec<&QuantMatrix>> = layers
+        .iter()
+        .map(|l| match &l.matmul {
+            Some(QuantMatmul::Kiln(m)) => Some(m.as_ref()),
+            _ => None,
+        })
+        .collect();
+    let fused = layers.len() > 1 && x.dtype() == DType::F32 && !x.track_op();
+    let Some(mats) = kiln.filter(|_| fused) else {
+        return layers.iter().map(|l| l.forward(x)).collect();
+    };
+    let mut dims = x.dims().to_vec();
+    let k = dims.last().copied().unwrap_or(0);
+    let host = x.flatten_all()?.to_vec1::<f32>()?;
+    let ys = QuantMatrix::matmul_many(&mats, &host, host.len() / k.max(1));
+    layers
+        .iter()
+        .zip(ys)
+        .map(|(l, y)| {
+            if let Some(last) = dims.last_mut() {
+                *last = l.out_features();
+            }
+            let y = Tensor::from_vec(y, dims.as_slice(), x.device())?;
+            Ok(match &l.bias {
+                Some(b) => y.broadcast_add(b)?,
+                None => y,
+            })
+        })
+        .collect()
+}
+
 /// Token embedding table of shape (vocab, hidden); rows of a quantized table are
 /// dequantized on lookup.
 #[derive(Debug, Clone)]

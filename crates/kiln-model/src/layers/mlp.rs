@@ -4,6 +4,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 
 use crate::error::Result;
+use crate::layers::linear::forward_many;
 use crate::layers::Linear;
 use crate::weights::Weights;
 
@@ -24,8 +25,10 @@ impl SwiGluMlp {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gate = self.gate_proj.forward(x)?;
-        let up = self.up_proj.forward(x)?;
+        let mut gate_up = forward_many(&[&self.gate_proj, &self.up_proj], x)?.into_iter();
+        let (Some(gate), Some(up)) = (gate_up.next(), gate_up.next()) else {
+            unreachable!("forward_many returns one output per layer")
+        };
         let inference = !gate.track_op() && !up.track_op();
         let h = if inference && gate.dtype() == candle_core::DType::F32 && gate.device().is_cpu() {
             gate.contiguous()?
