@@ -27,8 +27,9 @@ fn shakespeare_text() -> Option<Vec<u8>> {
     Some(text)
 }
 
-/// `llama-perplexity`'s "Final estimate: PPL = X" figure.
-fn llama_perplexity(bin: &Path, model: &Path, file: &Path) -> f64 {
+/// `llama-perplexity`'s "Final estimate: PPL = X" figure, with flash attention `fa`
+/// (`off`: the attention path kiln reproduces bit for bit; `auto`: llama.cpp's default).
+fn llama_perplexity(bin: &Path, model: &Path, file: &Path, fa: &str) -> f64 {
     let out = Command::new(bin.join("llama-perplexity"))
         .env("LD_LIBRARY_PATH", bin)
         .arg("-m")
@@ -42,6 +43,8 @@ fn llama_perplexity(bin: &Path, model: &Path, file: &Path) -> f64 {
             &CHUNKS.to_string(),
             "-t",
             "2",
+            "-fa",
+            fa,
         ])
         .output()
         .expect("running llama-perplexity");
@@ -80,16 +83,25 @@ fn perplexity_within_half_percent_of_llama_cpp() {
     let tokens_scored = r["tokens_scored"]
         .as_u64()
         .expect("tokens_scored in kiln's JSON");
-    let ref_ppl = llama_perplexity(&bin, &model, file.path());
+    let ref_ppl = llama_perplexity(&bin, &model, file.path(), "auto");
+    let same_path_ppl = llama_perplexity(&bin, &model, file.path(), "off");
     let rel = (kiln_ppl - ref_ppl).abs() / ref_ppl;
+    let rel_same = (kiln_ppl - same_path_ppl).abs() / same_path_ppl;
     eprintln!(
-        "perplexity ({} bytes, -c {CTX} --chunks {CHUNKS}, {tokens_scored} tokens scored): kiln {kiln_ppl:.4}, llama.cpp {ref_ppl:.4}, relative difference {:.3}%",
+        "perplexity ({} bytes, -c {CTX} --chunks {CHUNKS}, {tokens_scored} tokens scored): kiln {kiln_ppl:.4}; llama.cpp default {ref_ppl:.4} ({:.3}% apart), llama.cpp -fa off {same_path_ppl:.4} ({:.4}% apart)",
         text.len(),
-        rel * 100.0
+        rel * 100.0,
+        rel_same * 100.0
     );
     assert!(
         rel < 0.005,
         "kiln perplexity {kiln_ppl:.4} is {:.3}% away from llama.cpp's {ref_ppl:.4} (limit 0.5%)",
         rel * 100.0
+    );
+    // Without flash attention llama.cpp rounds exactly as kiln does; only the final
+    // summation of log-probabilities may differ.
+    assert!(
+        rel_same < 1e-4,
+        "kiln perplexity {kiln_ppl:.4} vs llama.cpp -fa off {same_path_ppl:.4}"
     );
 }

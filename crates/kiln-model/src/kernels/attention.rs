@@ -407,4 +407,35 @@ mod tests {
             check(2, 3, 10, dims); // batched continuation
         }
     }
+
+    /// The AVX2 kernels must reproduce the lane-by-lane reference exactly, not
+    /// approximately: parity with llama.cpp depends on the last bit.
+    #[test]
+    fn simd_and_portable_sums_agree_bit_for_bit() {
+        let d = 64;
+        let n = 37;
+        let val = |i: usize| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) * 3.0;
+        let q: Vec<f32> = (0..d).map(|i| f16::from_f32(val(i)).to_f32()).collect();
+        let kv: Vec<f16> = (0..n * d).map(|i| f16::from_f32(val(i + 99))).collect();
+        let p: Vec<f32> = (0..n)
+            .map(|j| f16::from_f32(val(j + 7).abs() / 10.0).to_f32())
+            .collect();
+        for order in [SumOrder::Tiled, SumOrder::VecDot] {
+            for j in 0..n {
+                let k = &kv[j * d..(j + 1) * d];
+                assert_eq!(
+                    dot_f16(order, &q, k).to_bits(),
+                    dot_f16_lanes(order, &q, k).to_bits(),
+                    "{order:?} key {j}"
+                );
+            }
+            let groups = if order == SumOrder::Tiled { 8 } else { 32 };
+            let mut fast = Vec::new();
+            let mut out = vec![0f32; d];
+            weighted_values(order, &p, &kv, d, d, &mut fast, &mut out);
+            let mut slow = vec![0f32; groups * d];
+            accumulate_values(&p, &kv, d, d, groups, &mut slow);
+            assert_eq!(fast, slow, "{order:?} value lanes");
+        }
+    }
 }
