@@ -116,14 +116,19 @@ pub fn scaled_dot_product_attention(
     let scale = 1.0 / (d as f64).sqrt();
     let att = (q.matmul(&k.t()?)? * scale)?; // (b, n_kv, groups * t, total)
     let att = if t > 1 {
-        let mask = causal_mask(t, total, start, q.device())?;
+        let mask = causal_mask(t, total, start, q.device())?.to_dtype(att.dtype())?;
         att.reshape((b, n_kv, groups, t, total))?
             .broadcast_add(&mask)?
             .reshape((b, n_kv, groups * t, total))?
     } else {
         att
     };
-    let att = candle_nn::ops::softmax_last_dim(&att)?;
+    // The fused softmax has no backward pass; training takes the composed one.
+    let att = if att.track_op() {
+        candle_nn::ops::softmax(&att, candle_core::D::Minus1)?
+    } else {
+        candle_nn::ops::softmax_last_dim(&att)?
+    };
     let y = att.matmul(&v.contiguous()?)?; // (b, n_kv, groups * t, d)
     Ok(y.reshape((b, n_head, t, d))?)
 }

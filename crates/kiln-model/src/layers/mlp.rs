@@ -1,4 +1,5 @@
-//! The SwiGLU feed-forward block (Shazeer, 2020): down(silu(gate(x)) ⊙ up(x)).
+//! Feed-forward blocks: SwiGLU (Shazeer, 2020), down(silu(gate(x)) ⊙ up(x)), and GPT-2's
+//! GELU MLP, down(gelu(up(x))).
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
@@ -16,6 +17,14 @@ pub struct SwiGluMlp {
 }
 
 impl SwiGluMlp {
+    pub fn new(gate_proj: Linear, up_proj: Linear, down_proj: Linear) -> Self {
+        Self {
+            gate_proj,
+            up_proj,
+            down_proj,
+        }
+    }
+
     pub fn load(w: &Weights, hidden: usize, intermediate: usize) -> Result<Self> {
         Ok(Self {
             gate_proj: w.pp("gate_proj").linear(intermediate, hidden, false)?,
@@ -35,6 +44,38 @@ impl SwiGluMlp {
                 .apply_op2_no_bwd(&up.contiguous()?, &GgmlSwiGlu)?
         } else {
             (candle_nn::ops::silu(&gate)? * up)?
+        };
+        self.down_proj.forward(&h)
+    }
+}
+
+/// GPT-2's MLP: down(gelu(up(x))) with the exact (erf) GELU, as PyTorch's `nn.GELU()`.
+#[derive(Debug, Clone)]
+pub struct GeluMlp {
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+impl GeluMlp {
+    pub fn new(up_proj: Linear, down_proj: Linear) -> Self {
+        Self { up_proj, down_proj }
+    }
+
+    pub fn load(w: &Weights, hidden: usize, intermediate: usize, bias: bool) -> Result<Self> {
+        Ok(Self {
+            up_proj: w.pp("up_proj").linear(intermediate, hidden, bias)?,
+            down_proj: w.pp("down_proj").linear(hidden, intermediate, bias)?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = self.up_proj.forward(x)?;
+        let h = if h.track_op() {
+            // candle's fused GELU backward rounds 1/sqrt(2π) to six digits; the composed
+            // form differentiates exactly: 0.5 · x · (1 + erf(x / √2)).
+            ((&h * 0.5)? * ((&h / std::f64::consts::SQRT_2)?.erf()? + 1.0)?)?
+        } else {
+            h.gelu_erf()?
         };
         self.down_proj.forward(&h)
     }

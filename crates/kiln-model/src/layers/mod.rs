@@ -6,6 +6,6 @@ pub mod rope;
 
 pub use attention::{causal_mask, scaled_dot_product_attention, Attention};
 pub use linear::{Embedding, Linear, Weight};
-pub use mlp::SwiGluMlp;
-pub use norm::RmsNorm;
+pub use mlp::{GeluMlp, SwiGluMlp};
+pub use norm::{LayerNorm, RmsNorm};
 pub use rope::RotaryEmbedding;

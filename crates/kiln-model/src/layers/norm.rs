@@ -82,6 +82,40 @@ impl CustomOp2 for GgmlRmsNorm {
     }
 }
 
+/// LayerNorm (Ba et al., 2016): (x - mean) / sqrt(var + eps) · g + b, GPT-2's norm.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f32,
+}
+
+impl LayerNorm {
+    pub fn new(weight: Tensor, bias: Tensor, eps: f64) -> Self {
+        Self {
+            weight,
+            bias,
+            eps: eps as f32,
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(Module::forward(self, x)?)
+    }
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let x = x.contiguous()?;
+        let (w, b) = (&self.weight, &self.bias);
+        if x.track_op() || w.track_op() || b.track_op() {
+            candle_nn::ops::layer_norm_slow(&x, w, b, self.eps)
+        } else {
+            candle_nn::ops::layer_norm(&x, w, b, self.eps)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -125,9 +125,12 @@ impl RotaryEmbedding {
         let cos = self.cos.narrow(0, start, t)?.to_dtype(x.dtype())?;
         let sin = self.sin.narrow(0, start, t)?.to_dtype(x.dtype())?;
         let x = x.contiguous()?;
-        Ok(match self.style {
-            RopeStyle::Halves => candle_nn::rotary_emb::rope(&x, &cos, &sin)?,
-            RopeStyle::Interleaved => candle_nn::rotary_emb::rope_i(&x, &cos, &sin)?,
+        // candle's fused rope ops have no backward pass; training takes the composed form.
+        Ok(match (self.style, x.track_op()) {
+            (RopeStyle::Halves, false) => candle_nn::rotary_emb::rope(&x, &cos, &sin)?,
+            (RopeStyle::Halves, true) => candle_nn::rotary_emb::rope_slow(&x, &cos, &sin)?,
+            (RopeStyle::Interleaved, false) => candle_nn::rotary_emb::rope_i(&x, &cos, &sin)?,
+            (RopeStyle::Interleaved, true) => candle_nn::rotary_emb::rope_i_slow(&x, &cos, &sin)?,
         })
     }
 
