@@ -37,6 +37,54 @@ pub struct RopeConfig {
     pub scaling: Option<RopeScaling>,
 }
 
+/// Normalisation before attention, before the MLP and at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NormKind {
+    #[default]
+    RmsNorm,
+    /// With a bias, as GPT-2.
+    LayerNorm,
+}
+
+/// How positions enter: rotary embeddings on q and k, or a learned table added to the
+/// token embeddings (GPT-2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PositionKind {
+    #[default]
+    Rope,
+    Learned,
+}
+
+/// The feed-forward block: SwiGLU (three matrices) or GPT-2's GELU MLP (two).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MlpKind {
+    #[default]
+    SwiGlu,
+    Gelu,
+}
+
+/// The architecture switches of kiln's one decoder. The default is Llama's combination
+/// (RMSNorm + RoPE + SwiGLU), the only one a pretrained checkpoint or GGUF file uses; the
+/// others exist for training ablations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct BlockKinds {
+    #[serde(default)]
+    pub norm: NormKind,
+    #[serde(default)]
+    pub position: PositionKind,
+    #[serde(default)]
+    pub mlp: MlpKind,
+}
+
+impl BlockKinds {
+    pub fn is_llama(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 /// The runtime configuration of a Llama-family causal LM.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
@@ -57,6 +105,9 @@ pub struct ModelConfig {
     pub attention_bias: bool,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
+    /// Norm, position and MLP switches (Llama's unless a kiln training run chose others).
+    #[serde(default)]
+    pub kinds: BlockKinds,
 }
 
 impl ModelConfig {
@@ -130,6 +181,10 @@ pub struct HfLlamaConfig {
     pub bos_token_id: Option<TokenIds>,
     #[serde(default)]
     pub eos_token_id: Option<TokenIds>,
+    /// kiln's own keys for the non-Llama switches of a training run (absent in every
+    /// Hugging Face checkpoint, so those load as Llama).
+    #[serde(default)]
+    pub kiln_kinds: Option<BlockKinds>,
     #[serde(default)]
     pub hidden_act: Option<String>,
 }
@@ -182,6 +237,7 @@ impl HfLlamaConfig {
             attention_bias: self.attention_bias.unwrap_or(arch == "qwen2"),
             bos_token_id: self.bos_token_id.and_then(|b| b.to_vec().first().copied()),
             eos_token_ids: self.eos_token_id.map(|e| e.to_vec()).unwrap_or_default(),
+            kinds: self.kiln_kinds.unwrap_or_default(),
             architecture: arch,
         };
         cfg.validate()?;

@@ -1,40 +1,51 @@
 //! The Llama-family decoder (Touvron et al., 2023), covering Llama 2/3, SmolLM2, Mistral and
 //! Qwen2: pre-norm blocks of RMSNorm → GQA attention with RoPE → residual, RMSNorm →
 //! SwiGLU MLP → residual; a final RMSNorm and an LM head (tied to the embedding or not).
+//!
+//! The same decoder with GPT-2's parts switched in ([`crate::config::BlockKinds`]: LayerNorm,
+//! learned positions added to the token embeddings, a GELU MLP) is what training ablations
+//! compare against; those weights are named like Llama's plus `model.embed_positions`.
 
 use candle_core::{Device, Tensor};
 
 use crate::causal_lm::{Batch, CausalLM, ForwardContext, LogitsMode};
-use crate::config::ModelConfig;
+use crate::config::{MlpKind, ModelConfig, PositionKind};
 use crate::error::{ModelError, Result};
-use crate::layers::{Attention, Embedding, Linear, RmsNorm, RotaryEmbedding, SwiGluMlp};
+use crate::layers::{Attention, Embedding, GeluMlp, Linear, Mlp, Norm, RotaryEmbedding, SwiGluMlp};
 use crate::weights::Weights;
 
 #[derive(Debug, Clone)]
 pub struct Block {
-    input_layernorm: RmsNorm,
+    input_layernorm: Norm,
     self_attn: Attention,
-    post_attention_layernorm: RmsNorm,
-    mlp: SwiGluMlp,
+    post_attention_layernorm: Norm,
+    mlp: Mlp,
 }
 
 impl Block {
     fn load(w: &Weights, cfg: &ModelConfig) -> Result<Self> {
-        let h = cfg.hidden_size;
+        let (h, f, eps, norm) = (
+            cfg.hidden_size,
+            cfg.intermediate_size,
+            cfg.rms_norm_eps,
+            cfg.kinds.norm,
+        );
+        let m = w.pp("mlp");
         Ok(Self {
-            input_layernorm: w.pp("input_layernorm").rms_norm(h, cfg.rms_norm_eps)?,
+            input_layernorm: w.pp("input_layernorm").norm(norm, h, eps)?,
             self_attn: Attention::load(&w.pp("self_attn"), cfg)?,
-            post_attention_layernorm: w
-                .pp("post_attention_layernorm")
-                .rms_norm(h, cfg.rms_norm_eps)?,
-            mlp: SwiGluMlp::load(&w.pp("mlp"), h, cfg.intermediate_size)?,
+            post_attention_layernorm: w.pp("post_attention_layernorm").norm(norm, h, eps)?,
+            mlp: match cfg.kinds.mlp {
+                MlpKind::SwiGlu => Mlp::SwiGlu(SwiGluMlp::load(&m, h, f)?),
+                MlpKind::Gelu => Mlp::Gelu(GeluMlp::load(&m, h, f, false)?),
+            },
         })
     }
 
     fn forward(
         &self,
         x: &Tensor,
-        rope: &RotaryEmbedding,
+        rope: Option<&RotaryEmbedding>,
         start: usize,
         cache: Option<&mut crate::kv_cache::LayerKvCache>,
     ) -> Result<Tensor> {
@@ -48,8 +59,10 @@ impl Block {
 #[derive(Debug, Clone)]
 pub struct Llama {
     embed_tokens: Embedding,
+    /// Learned absolute positions (GPT-2), when the configuration asks for them.
+    embed_positions: Option<Embedding>,
     layers: Vec<Block>,
-    norm: RmsNorm,
+    norm: Norm,
     lm_head: Linear,
     rope: RotaryEmbedding,
     config: ModelConfig,
@@ -68,9 +81,16 @@ impl Llama {
         let layers = (0..cfg.num_layers)
             .map(|i| Block::load(&w.pp(format!("model.layers.{i}")), cfg))
             .collect::<Result<Vec<_>>>()?;
+        let embed_positions = match cfg.kinds.position {
+            PositionKind::Learned => Some(
+                w.pp("model.embed_positions")
+                    .embedding(cfg.max_position_embeddings, cfg.hidden_size)?,
+            ),
+            PositionKind::Rope => None,
+        };
         let norm = w
             .pp("model.norm")
-            .rms_norm(cfg.hidden_size, cfg.rms_norm_eps)?;
+            .norm(cfg.kinds.norm, cfg.hidden_size, cfg.rms_norm_eps)?;
         let lm_head = if cfg.tie_word_embeddings || !w.contains("lm_head.weight") {
             Linear::new(embed_tokens.weight().clone(), None)?
         } else {
@@ -85,6 +105,7 @@ impl Llama {
         )?;
         Ok(Self {
             embed_tokens,
+            embed_positions,
             layers,
             norm,
             lm_head,
@@ -134,9 +155,18 @@ impl CausalLM for Llama {
             });
         }
         let mut x = self.embed_tokens.forward(&batch.input_ids)?; // (b, t, hidden)
+        let rope = match &self.embed_positions {
+            Some(table) => {
+                let pos =
+                    Tensor::arange(start as u32, (start + t) as u32, x.device())?.unsqueeze(0)?;
+                x = x.broadcast_add(&table.forward(&pos)?)?;
+                None
+            }
+            None => Some(&self.rope),
+        };
         for (i, block) in self.layers.iter().enumerate() {
             let cache = ctx.cache.as_deref_mut().map(|c| c.layer_mut(i));
-            x = block.forward(&x, &self.rope, start, cache)?;
+            x = block.forward(&x, rope, start, cache)?;
         }
         let x = match batch.logits {
             LogitsMode::Last => x.narrow(1, t - 1, 1)?.squeeze(1)?, // (b, hidden)

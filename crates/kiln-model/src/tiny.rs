@@ -11,6 +11,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
+use crate::config::{BlockKinds, MlpKind, NormKind, PositionKind};
 use crate::error::{ModelError, Result};
 
 #[derive(Debug, Clone)]
@@ -22,6 +23,8 @@ pub struct TinyLlamaSpec {
     pub intermediate: usize,
     pub context: usize,
     pub seed: u64,
+    /// Llama's parts by default; others write GPT-2-style tensors and `kiln_kinds`.
+    pub kinds: BlockKinds,
 }
 
 impl Default for TinyLlamaSpec {
@@ -34,6 +37,7 @@ impl Default for TinyLlamaSpec {
             intermediate: 128,
             context: 256,
             seed: 0,
+            kinds: BlockKinds::default(),
         }
     }
 }
@@ -92,7 +96,7 @@ pub fn write_tiny_llama(dir: &Path, spec: &TinyLlamaSpec) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(io)?;
     let vocab = 256 + SPECIAL.len();
     let head_dim = spec.hidden / spec.heads;
-    let config = json!({
+    let mut config = json!({
         "architectures": ["LlamaForCausalLM"], "model_type": "llama",
         "vocab_size": vocab, "hidden_size": spec.hidden, "intermediate_size": spec.intermediate,
         "num_hidden_layers": spec.layers, "num_attention_heads": spec.heads,
@@ -100,6 +104,10 @@ pub fn write_tiny_llama(dir: &Path, spec: &TinyLlamaSpec) -> Result<()> {
         "max_position_embeddings": spec.context, "tie_word_embeddings": false,
         "hidden_act": "silu", "bos_token_id": 256, "eos_token_id": 257, "torch_dtype": "float32"
     });
+    if !spec.kinds.is_llama() {
+        config["kiln_kinds"] =
+            serde_json::to_value(spec.kinds).map_err(|e| ModelError::file(dir, e))?;
+    }
     let mut rng = StdRng::seed_from_u64(spec.seed);
     let dev = Device::Cpu;
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
@@ -121,16 +129,30 @@ pub fn write_tiny_llama(dir: &Path, spec: &TinyLlamaSpec) -> Result<()> {
         &mut rng,
     )?;
     put("lm_head.weight".into(), &[vocab, h], Some(0.02), &mut rng)?;
-    put("model.norm.weight".into(), &[h], None, &mut rng)?;
+    let layer_norm = spec.kinds.norm == NormKind::LayerNorm;
+    let mut norm = |name: String, rng: &mut StdRng| -> Result<()> {
+        put(format!("{name}.weight"), &[h], None, rng)?;
+        if layer_norm {
+            put(format!("{name}.bias"), &[h], Some(0.02), rng)?;
+        }
+        Ok(())
+    };
+    norm("model.norm".into(), &mut rng)?;
     for l in 0..spec.layers {
         let p = format!("model.layers.{l}");
-        put(format!("{p}.input_layernorm.weight"), &[h], None, &mut rng)?;
+        norm(format!("{p}.input_layernorm"), &mut rng)?;
+        norm(format!("{p}.post_attention_layernorm"), &mut rng)?;
+    }
+    if spec.kinds.position == PositionKind::Learned {
         put(
-            format!("{p}.post_attention_layernorm.weight"),
-            &[h],
-            None,
+            "model.embed_positions.weight".into(),
+            &[spec.context, h],
+            Some(0.02),
             &mut rng,
         )?;
+    }
+    for l in 0..spec.layers {
+        let p = format!("model.layers.{l}");
         put(
             format!("{p}.self_attn.q_proj.weight"),
             &[spec.heads * head_dim, h],
@@ -155,12 +177,14 @@ pub fn write_tiny_llama(dir: &Path, spec: &TinyLlamaSpec) -> Result<()> {
             Some(0.02),
             &mut rng,
         )?;
-        put(
-            format!("{p}.mlp.gate_proj.weight"),
-            &[f, h],
-            Some(0.02),
-            &mut rng,
-        )?;
+        if spec.kinds.mlp == MlpKind::SwiGlu {
+            put(
+                format!("{p}.mlp.gate_proj.weight"),
+                &[f, h],
+                Some(0.02),
+                &mut rng,
+            )?;
+        }
         put(
             format!("{p}.mlp.up_proj.weight"),
             &[f, h],
@@ -285,6 +309,50 @@ mod tests {
             .unwrap();
         let diff = max_abs_diff(&full, &stepwise);
         assert!(diff < 2e-2, "cached vs uncached max abs diff {diff}");
+    }
+
+    #[test]
+    fn every_block_variant_loads_and_decodes_consistently() {
+        let tokens: Vec<u32> = "to be or not".bytes().map(u32::from).collect();
+        for (norm, position, mlp) in [
+            (NormKind::LayerNorm, PositionKind::Learned, MlpKind::Gelu),
+            (NormKind::LayerNorm, PositionKind::Rope, MlpKind::SwiGlu),
+            (NormKind::RmsNorm, PositionKind::Learned, MlpKind::SwiGlu),
+            (NormKind::RmsNorm, PositionKind::Rope, MlpKind::Gelu),
+        ] {
+            let kinds = BlockKinds {
+                norm,
+                position,
+                mlp,
+            };
+            let dir = tempfile::tempdir().unwrap();
+            let spec = TinyLlamaSpec {
+                kinds,
+                ..Default::default()
+            };
+            write_tiny_llama(dir.path(), &spec).unwrap();
+            let m = crate::load(dir.path(), &Device::Cpu).unwrap();
+            assert_eq!(m.model.config().kinds, kinds);
+            let all = cached_logits(&m, &tokens, tokens.len());
+            let step = cached_logits(&m, &tokens, 3);
+            assert!(
+                max_abs_diff(&all, &step) < 1e-4,
+                "{kinds:?}: stepwise differs"
+            );
+            let full = m
+                .model
+                .forward(
+                    &Batch::from_tokens(&tokens, 0, LogitsMode::All, &Device::Cpu).unwrap(),
+                    &mut ForwardContext::no_cache(),
+                )
+                .unwrap()
+                .squeeze(0)
+                .unwrap();
+            assert!(
+                max_abs_diff(&full, &step) < 2e-2,
+                "{kinds:?}: cached vs uncached"
+            );
+        }
     }
 
     #[test]

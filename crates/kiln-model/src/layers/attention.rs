@@ -42,7 +42,7 @@ impl Attention {
     pub fn forward(
         &self,
         x: &Tensor,
-        rope: &RotaryEmbedding,
+        rope: Option<&RotaryEmbedding>,
         start: usize,
         cache: Option<&mut LayerKvCache>,
     ) -> Result<Tensor> {
@@ -59,8 +59,10 @@ impl Attention {
         let q = heads(self.q_proj.forward(x)?, self.num_heads)?;
         let k = heads(self.k_proj.forward(x)?, self.num_kv_heads)?;
         let v = heads(self.v_proj.forward(x)?, self.num_kv_heads)?;
-        let q = rope.apply(&q, start)?;
-        let k = rope.apply(&k, start)?;
+        let (q, k) = match rope {
+            Some(r) => (r.apply(&q, start)?, r.apply(&k, start)?),
+            None => (q, k),
+        };
         let y = scaled_dot_product_attention(&q, &k, &v, start)?; // (b, n_head, t, d)
         let y = y
             .transpose(1, 2)?
@@ -71,7 +73,7 @@ impl Attention {
     fn forward_cached(
         &self,
         x: &Tensor,
-        rope: &RotaryEmbedding,
+        rope: Option<&RotaryEmbedding>,
         start: usize,
         cache: &mut LayerKvCache,
     ) -> Result<Tensor> {
@@ -85,8 +87,10 @@ impl Attention {
                 msg: "expected three projections".into(),
             })?;
         let (mut q, mut k, v) = (host(q)?, host(k)?, host(v)?);
-        rope.rotate_in_place(&mut q, t, self.num_heads, start);
-        rope.rotate_in_place(&mut k, t, self.num_kv_heads, start);
+        if let Some(rope) = rope {
+            rope.rotate_in_place(&mut q, t, self.num_heads, start);
+            rope.rotate_in_place(&mut k, t, self.num_kv_heads, start);
+        }
         cache.append(&k, &v, b, t, self.num_kv_heads * self.head_dim)?;
         let dims = AttnDims {
             n_head: self.num_heads,

@@ -81,6 +81,22 @@ impl GeluMlp {
     }
 }
 
+/// The feed-forward block a model's configuration chose.
+#[derive(Debug, Clone)]
+pub enum Mlp {
+    SwiGlu(SwiGluMlp),
+    Gelu(GeluMlp),
+}
+
+impl Mlp {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Mlp::SwiGlu(m) => m.forward(x),
+            Mlp::Gelu(m) => m.forward(x),
+        }
+    }
+}
+
 /// silu(gate) ⊙ up rounded as llama.cpp rounds it (see [`crate::kernels::ggml_math`]);
 /// the training path keeps candle's differentiable ops.
 struct GgmlSwiGlu;

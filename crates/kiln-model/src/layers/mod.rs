@@ -6,6 +6,6 @@ pub mod rope;
 
 pub use attention::{causal_mask, scaled_dot_product_attention, Attention};
 pub use linear::{Embedding, Linear, Weight};
-pub use mlp::{GeluMlp, SwiGluMlp};
-pub use norm::{LayerNorm, RmsNorm};
+pub use mlp::{GeluMlp, Mlp, SwiGluMlp};
+pub use norm::{LayerNorm, Norm, RmsNorm};
 pub use rope::RotaryEmbedding;

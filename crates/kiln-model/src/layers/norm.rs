@@ -116,6 +116,22 @@ impl Module for LayerNorm {
     }
 }
 
+/// The norm a model's configuration chose.
+#[derive(Debug, Clone)]
+pub enum Norm {
+    Rms(RmsNorm),
+    Layer(LayerNorm),
+}
+
+impl Norm {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Norm::Rms(n) => n.forward(x),
+            Norm::Layer(n) => n.forward(x),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

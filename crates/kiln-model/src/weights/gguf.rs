@@ -242,6 +242,7 @@ impl GgufFile {
                 .get_u64("tokenizer.ggml.bos_token_id")
                 .map(|x| x as u32),
             eos_token_ids,
+            kinds: Default::default(),
             architecture: arch,
         };
         cfg.validate()?;

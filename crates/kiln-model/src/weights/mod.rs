@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 
+use crate::config::NormKind;
 use crate::error::{ModelError, Result};
-use crate::layers::{Embedding, Linear, RmsNorm, Weight};
+use crate::layers::{Embedding, LayerNorm, Linear, Norm, RmsNorm, Weight};
 
 pub trait WeightSource: Send + Sync {
     fn contains(&self, name: &str) -> bool;
@@ -104,6 +105,22 @@ impl Weights {
 
     pub fn rms_norm(&self, size: usize, eps: f64) -> Result<RmsNorm> {
         Ok(RmsNorm::new(self.tensor("weight", &[size])?, eps))
+    }
+
+    pub fn layer_norm(&self, size: usize, eps: f64) -> Result<LayerNorm> {
+        let (w, b) = (
+            self.tensor("weight", &[size])?,
+            self.tensor("bias", &[size])?,
+        );
+        Ok(LayerNorm::new(w, b, eps))
+    }
+
+    /// The norm `kind` names, RMSNorm or LayerNorm.
+    pub fn norm(&self, kind: NormKind, size: usize, eps: f64) -> Result<Norm> {
+        Ok(match kind {
+            NormKind::RmsNorm => Norm::Rms(self.rms_norm(size, eps)?),
+            NormKind::LayerNorm => Norm::Layer(self.layer_norm(size, eps)?),
+        })
     }
 
     pub fn embedding(&self, vocab: usize, hidden: usize) -> Result<Embedding> {
