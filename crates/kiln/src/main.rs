@@ -37,6 +37,8 @@ enum Command {
     Bench(cmd::bench::Args),
     Info(cmd::info::Args),
     Pull(cmd::pull::Args),
+    Tokenizer(cmd::tokenizer::Args),
+    Data(cmd::data::Args),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +53,8 @@ fn main() -> ExitCode {
         Command::Bench(a) => cmd::bench::run(a),
         Command::Info(a) => cmd::info::run(a),
         Command::Pull(a) => cmd::pull::run(a),
+        Command::Tokenizer(a) => cmd::tokenizer::run(a),
+        Command::Data(a) => cmd::data::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

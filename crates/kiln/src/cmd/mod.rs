@@ -1,8 +1,10 @@
 pub mod bench;
 pub mod chat;
+pub mod data;
 pub mod demo;
 pub mod generate;
 pub mod info;
 pub mod perplexity;
 pub mod pull;
 pub mod tokenize;
+pub mod tokenizer;

@@ -1,0 +1,112 @@
+//! The crate's one error type. Every message is a single line that names the file, split or
+//! parameter at fault, so the CLI can print it as is.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("{}: no such file", .path.display())]
+    MissingFile { path: PathBuf },
+    // The io error is in the message rather than exposed as `source`, so that anyhow's
+    // `{:#}` chain at the binary does not print it twice.
+    #[error("{}: cannot {op}: {err}", .path.display())]
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        err: std::io::Error,
+    },
+    #[error("{}: not valid UTF-8 text (invalid byte at offset {offset})", .path.display())]
+    NotUtf8 { path: PathBuf, offset: usize },
+    #[error("empty corpus: no text in {}", PathList(.files))]
+    EmptyCorpus { files: Vec<PathBuf> },
+    #[error("a vocabulary of {vocab_size} tokens does not fit {dtype} shards (at most {max} ids); use u32")]
+    VocabTooLarge {
+        vocab_size: u64,
+        dtype: &'static str,
+        max: u64,
+    },
+    #[error("vocab_size {requested} is too small: {why}")]
+    VocabSizeTooSmall { requested: usize, why: String },
+    #[error("special token {token:?}: {why}")]
+    InvalidSpecialToken { token: String, why: String },
+    #[error("{}: byte offset {offset}: character {ch:?} is not in the tokenizer's vocabulary", .path.display())]
+    UnknownChar {
+        path: PathBuf,
+        offset: usize,
+        ch: char,
+    },
+    #[error("tokenizer: {op}: {msg}")]
+    Tokenizer { op: String, msg: String },
+    #[error("{}: {msg}", .path.display())]
+    Manifest { path: PathBuf, msg: String },
+    #[error("{}: expected {expected} bytes ({tokens} {dtype} tokens per the manifest), found {found}", .path.display())]
+    ShardSize {
+        path: PathBuf,
+        tokens: u64,
+        dtype: &'static str,
+        expected: u64,
+        found: u64,
+    },
+    #[error("{}: {tokens} tokens is too short for windows of ctx {ctx} (needs at least ctx + 1 = {})", .path.display(), .ctx + 1)]
+    ShardTooShort {
+        path: PathBuf,
+        tokens: u64,
+        ctx: usize,
+    },
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("{}", candle_message(.0))]
+    Candle(#[from] candle_core::Error),
+}
+
+pub type Result<T> = std::result::Result<T, TrainError>;
+
+impl TrainError {
+    /// An I/O failure on `path`; a missing file gets its own variant because it is the most
+    /// common user mistake and deserves the plainest message.
+    pub fn io(path: &Path, op: &'static str, err: std::io::Error) -> Self {
+        if err.kind() == std::io::ErrorKind::NotFound && (op == "read" || op == "open") {
+            return Self::MissingFile { path: path.into() };
+        }
+        Self::Io {
+            path: path.into(),
+            op,
+            err,
+        }
+    }
+
+    /// A `tokenizers` error: their messages can span lines (serde, regex), so flatten them.
+    pub fn tokenizer(op: impl Into<String>, e: impl fmt::Display) -> Self {
+        Self::Tokenizer {
+            op: op.into(),
+            msg: e.to_string().replace('\n', "; "),
+        }
+    }
+}
+
+/// `a, b and c` for file lists in messages.
+struct PathList<'a>(&'a [PathBuf]);
+
+impl fmt::Display for PathList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<String> = self.0.iter().map(|p| p.display().to_string()).collect();
+        match names.as_slice() {
+            [] => write!(f, "(no input files)"),
+            [one] => write!(f, "{one}"),
+            [init @ .., last] => write!(f, "{} and {last}", init.join(", ")),
+        }
+    }
+}
+
+/// A candle error as one line: candle appends a backtrace when `RUST_BACKTRACE` is set and
+/// puts context on its own line, neither of which belongs in a CLI error.
+fn candle_message(e: &candle_core::Error) -> String {
+    use candle_core::Error as E;
+    match e {
+        E::WithBacktrace { inner, .. } => candle_message(inner),
+        E::Context { inner, context } => format!("{context}: {}", candle_message(inner)),
+        E::WithPath { inner, path } => format!("{}: {}", path.display(), candle_message(inner)),
+        other => other.to_string().replace('\n', "; "),
+    }
+}

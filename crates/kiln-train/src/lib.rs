@@ -1,0 +1,39 @@
+//! kiln's training stage: tokenizers trained from a corpus, token shards on disk, the
+//! random-window loader a training loop draws batches from, and the optimizer pieces
+//! (AdamW, the warmup-cosine schedule, global-norm clipping).
+//!
+//! ```text
+//! corpus ──train_tokenizer──▶ tokenizer.json (byte-level BPE or characters; HF format)
+//! corpus + tokenizer.json ──prepare──▶ dir/{train.bin, val.bin, manifest.json, tokenizer.json}
+//! dir ──TokenDataset::open──▶ TokenShard::sample_batch(&mut DataRng, b, ctx) ──▶ Batch
+//! ```
+
+pub mod adamw;
+mod atomic;
+pub mod char_tokenizer;
+pub mod clip;
+mod corpus;
+pub mod encode;
+pub mod error;
+pub mod loader;
+pub mod manifest;
+pub mod rng;
+pub mod schedule;
+pub mod shards;
+pub mod tokenizer_train;
+
+pub use adamw::{AdamW, AdamWConfig};
+pub use atomic::{write_atomic, write_bytes_atomic};
+pub use char_tokenizer::CharTokenizer;
+pub use clip::clip_grad_norm;
+pub use corpus::{read_corpus, read_text, SourceText};
+pub use error::{Result, TrainError};
+pub use loader::{Batch, TokenDataset, TokenShard};
+pub use manifest::{Dtype, Manifest, SourceInfo, Split, SplitInfo, TokenizerInfo};
+pub use rng::{DataRng, DataRngState};
+pub use schedule::CosineSchedule;
+pub use shards::{prepare, PrepareOptions, PrepareProgress};
+pub use tokenizer_train::{
+    load_tokenizer, save_tokenizer, train_on_texts, train_tokenizer, vocab_size, TokenizerKind,
+    TokenizerSpec, TrainedTokenizer, ENDOFTEXT,
+};
