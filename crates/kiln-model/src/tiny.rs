@@ -8,11 +8,15 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use serde_json::json;
 
-use crate::config::{BlockKinds, MlpKind, NormKind, PositionKind};
+use crate::config::BlockKinds;
+#[cfg(test)]
+use crate::config::{MlpKind, NormKind, PositionKind};
 use crate::error::{ModelError, Result};
+use crate::params::{parameter_specs, Init};
+use crate::weights::vars::normal;
 
 #[derive(Debug, Clone)]
 pub struct TinyLlamaSpec {
@@ -79,23 +83,11 @@ fn tokenizer_json() -> serde_json::Value {
     })
 }
 
-fn normal(rng: &mut StdRng, n: usize, std: f32) -> Vec<f32> {
-    (0..n)
-        .map(|_| {
-            // Box–Muller: seeded and identical on every platform.
-            let u1: f32 = rng.random::<f32>().max(1e-7);
-            let u2: f32 = rng.random();
-            std * (-2.0 * u1.ln()).sqrt() * (2.0 * std::f32::consts::PI * u2).cos()
-        })
-        .collect()
-}
-
 /// Writes the model directory to `dir` (created if needed).
 pub fn write_tiny_llama(dir: &Path, spec: &TinyLlamaSpec) -> Result<()> {
     let io = |e: std::io::Error| ModelError::file(dir, e);
     std::fs::create_dir_all(dir).map_err(io)?;
     let vocab = 256 + SPECIAL.len();
-    let head_dim = spec.hidden / spec.heads;
     let mut config = json!({
         "architectures": ["LlamaForCausalLM"], "model_type": "llama",
         "vocab_size": vocab, "hidden_size": spec.hidden, "intermediate_size": spec.intermediate,
@@ -108,95 +100,20 @@ pub fn write_tiny_llama(dir: &Path, spec: &TinyLlamaSpec) -> Result<()> {
         config["kiln_kinds"] =
             serde_json::to_value(spec.kinds).map_err(|e| ModelError::file(dir, e))?;
     }
+    let cfg: crate::config::HfLlamaConfig =
+        serde_json::from_value(config.clone()).map_err(|e| ModelError::file(dir, e))?;
+    let cfg = cfg.into_config()?;
     let mut rng = StdRng::seed_from_u64(spec.seed);
-    let dev = Device::Cpu;
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
-    let mut put =
-        |name: String, shape: &[usize], std: Option<f32>, rng: &mut StdRng| -> Result<()> {
-            let n: usize = shape.iter().product();
-            let data = match std {
-                Some(s) => normal(rng, n, s),
-                None => vec![1.0; n],
-            };
-            tensors.insert(name, Tensor::from_vec(data, shape, &dev)?);
-            Ok(())
+    for p in parameter_specs(&cfg) {
+        let n: usize = p.shape.iter().product();
+        let data = match p.init {
+            Init::Normal(std) => normal(&mut rng, n, std),
+            Init::Ones => vec![1.0; n],
+            // Random biases, so a test notices a bias that is loaded but not applied.
+            Init::Zeros => normal(&mut rng, n, 0.02),
         };
-    let (h, f) = (spec.hidden, spec.intermediate);
-    put(
-        "model.embed_tokens.weight".into(),
-        &[vocab, h],
-        Some(0.02),
-        &mut rng,
-    )?;
-    put("lm_head.weight".into(), &[vocab, h], Some(0.02), &mut rng)?;
-    let layer_norm = spec.kinds.norm == NormKind::LayerNorm;
-    let mut norm = |name: String, rng: &mut StdRng| -> Result<()> {
-        put(format!("{name}.weight"), &[h], None, rng)?;
-        if layer_norm {
-            put(format!("{name}.bias"), &[h], Some(0.02), rng)?;
-        }
-        Ok(())
-    };
-    norm("model.norm".into(), &mut rng)?;
-    for l in 0..spec.layers {
-        let p = format!("model.layers.{l}");
-        norm(format!("{p}.input_layernorm"), &mut rng)?;
-        norm(format!("{p}.post_attention_layernorm"), &mut rng)?;
-    }
-    if spec.kinds.position == PositionKind::Learned {
-        put(
-            "model.embed_positions.weight".into(),
-            &[spec.context, h],
-            Some(0.02),
-            &mut rng,
-        )?;
-    }
-    for l in 0..spec.layers {
-        let p = format!("model.layers.{l}");
-        put(
-            format!("{p}.self_attn.q_proj.weight"),
-            &[spec.heads * head_dim, h],
-            Some(0.02),
-            &mut rng,
-        )?;
-        put(
-            format!("{p}.self_attn.k_proj.weight"),
-            &[spec.kv_heads * head_dim, h],
-            Some(0.02),
-            &mut rng,
-        )?;
-        put(
-            format!("{p}.self_attn.v_proj.weight"),
-            &[spec.kv_heads * head_dim, h],
-            Some(0.02),
-            &mut rng,
-        )?;
-        put(
-            format!("{p}.self_attn.o_proj.weight"),
-            &[h, spec.heads * head_dim],
-            Some(0.02),
-            &mut rng,
-        )?;
-        if spec.kinds.mlp == MlpKind::SwiGlu {
-            put(
-                format!("{p}.mlp.gate_proj.weight"),
-                &[f, h],
-                Some(0.02),
-                &mut rng,
-            )?;
-        }
-        put(
-            format!("{p}.mlp.up_proj.weight"),
-            &[f, h],
-            Some(0.02),
-            &mut rng,
-        )?;
-        put(
-            format!("{p}.mlp.down_proj.weight"),
-            &[h, f],
-            Some(0.02),
-            &mut rng,
-        )?;
+        tensors.insert(p.name, Tensor::from_vec(data, p.shape, &Device::Cpu)?);
     }
     let write = |name: &str, v: &serde_json::Value| -> Result<()> {
         let text = serde_json::to_string_pretty(v).map_err(|e| ModelError::file(dir, e))?;

@@ -4,6 +4,7 @@
 
 pub mod gguf;
 pub mod safetensors;
+pub mod vars;
 
 use std::sync::Arc;
 
