@@ -205,8 +205,11 @@ impl HfLlamaConfig {
         if !matches!(arch.as_str(), "llama" | "mistral" | "qwen2") {
             return Err(ModelError::UnsupportedArchitecture(arch));
         }
+        let gelu = self
+            .kiln_kinds
+            .is_some_and(|k| k.mlp == crate::config::MlpKind::Gelu);
         if let Some(act) = &self.hidden_act {
-            if act != "silu" {
+            if act != "silu" && !(gelu && act == "gelu") {
                 return Err(ModelError::Config(format!(
                     "hidden_act `{act}` is not supported (Llama-family models use silu)"
                 )));

@@ -19,6 +19,8 @@ where
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
+    // Outputs may name a folder that does not exist yet (`--out runs/x/tokenizer.json`).
+    std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, "create", e))?;
     let mut builder = tempfile::Builder::new();
     builder.prefix(".kiln-tmp-");
     // tempfile creates 0600 files; these are ordinary outputs, so create them as

@@ -54,6 +54,12 @@ pub enum TrainError {
         tokens: u64,
         ctx: usize,
     },
+    #[error("{}: {msg}", .path.display())]
+    Config { path: PathBuf, msg: String },
+    #[error("checkpoint {}: {msg}", .path.display())]
+    Checkpoint { path: PathBuf, msg: String },
+    #[error("{0}")]
+    Model(String),
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     #[error("{}", candle_message(.0))]
@@ -108,5 +114,11 @@ fn candle_message(e: &candle_core::Error) -> String {
         E::Context { inner, context } => format!("{context}: {}", candle_message(inner)),
         E::WithPath { inner, path } => format!("{}: {}", path.display(), candle_message(inner)),
         other => other.to_string().replace('\n', "; "),
+    }
+}
+
+impl From<kiln_model::ModelError> for TrainError {
+    fn from(e: kiln_model::ModelError) -> Self {
+        Self::Model(e.to_string())
     }
 }

@@ -11,6 +11,7 @@
 pub mod adamw;
 mod atomic;
 pub mod char_tokenizer;
+pub mod checkpoint;
 pub mod clip;
 mod corpus;
 pub mod encode;
@@ -21,6 +22,8 @@ pub mod rng;
 pub mod schedule;
 pub mod shards;
 pub mod tokenizer_train;
+pub mod train_config;
+pub mod trainer;
 
 pub use adamw::{AdamW, AdamWConfig};
 pub use atomic::{write_atomic, write_bytes_atomic};
@@ -37,3 +40,5 @@ pub use tokenizer_train::{
     load_tokenizer, save_tokenizer, train_on_texts, train_tokenizer, vocab_size, TokenizerKind,
     TokenizerSpec, TrainedTokenizer, ENDOFTEXT,
 };
+pub use train_config::TrainConfig;
+pub use trainer::{train, StepMetrics, TrainOptions, TrainReport};

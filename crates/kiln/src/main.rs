@@ -39,6 +39,7 @@ enum Command {
     Pull(cmd::pull::Args),
     Tokenizer(cmd::tokenizer::Args),
     Data(cmd::data::Args),
+    Train(cmd::train::Args),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +56,7 @@ fn main() -> ExitCode {
         Command::Pull(a) => cmd::pull::run(a),
         Command::Tokenizer(a) => cmd::tokenizer::run(a),
         Command::Data(a) => cmd::data::run(a),
+        Command::Train(a) => cmd::train::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,3 +8,4 @@ pub mod perplexity;
 pub mod pull;
 pub mod tokenize;
 pub mod tokenizer;
+pub mod train;

@@ -1,0 +1,263 @@
+//! The training loop: seeded initialisation, random windows from the train shard, gradient
+//! accumulation, global-norm clipping, AdamW on the warmup-cosine schedule, fixed-batch
+//! train/val evaluation, `metrics.jsonl`, and checkpoints that `resume` continues bit for
+//! bit. The run directory doubles as a Hugging Face model directory (`config.json`,
+//! `model.safetensors`, `tokenizer.json`) that kiln's own loader reads back.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use kiln_model::config::ModelConfig;
+use kiln_model::weights::vars::{Param, VarWeights};
+use kiln_model::weights::Weights;
+use kiln_model::{Batch as ModelBatch, CausalLM, ForwardContext, Llama, LogitsMode};
+use serde::Serialize;
+
+use crate::adamw::{AdamW, AdamWConfig};
+use crate::checkpoint::{self, CheckpointState};
+use crate::clip::clip_grad_norm;
+use crate::error::{Result, TrainError};
+use crate::loader::{Batch, TokenDataset};
+use crate::rng::DataRng;
+use crate::schedule::CosineSchedule;
+use crate::train_config::TrainConfig;
+
+/// Seed offset for the fixed evaluation windows, so they differ from the training draw.
+const EVAL_SEED: u64 = 0x5eed_e7a1;
+
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub out: PathBuf,
+    pub resume: bool,
+    /// Stop after this many steps in total (the schedule still follows the config).
+    pub stop_at: Option<u64>,
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepMetrics {
+    pub step: u64,
+    pub loss: f64,
+    pub lr: f64,
+    pub grad_norm: f64,
+    pub tokens_per_s: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_loss: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_loss: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainReport {
+    pub steps: u64,
+    pub final_loss: f64,
+    pub val_loss: Option<f64>,
+    pub tokens_per_s: f64,
+    pub run_dir: PathBuf,
+}
+
+/// Mean next-token cross-entropy of a batch.
+fn batch_loss(model: &Llama, b: &Batch, dev: &Device) -> Result<Tensor> {
+    let (inputs, targets) = b.to_tensors(dev)?;
+    let batch = ModelBatch {
+        input_ids: inputs,
+        start_pos: 0,
+        logits: LogitsMode::All,
+    };
+    let logits = model.forward(&batch, &mut ForwardContext::no_cache())?;
+    let v = model.config().vocab_size;
+    let logits = logits.reshape((b.batch * b.ctx, v))?;
+    Ok(candle_nn::loss::cross_entropy(
+        &logits,
+        &targets.flatten_all()?,
+    )?)
+}
+
+fn mean_loss(model: &Llama, batches: &[Batch], dev: &Device) -> Result<f64> {
+    let mut sum = 0.0;
+    for b in batches {
+        sum += batch_loss(model, b, dev)?.to_scalar::<f32>()? as f64;
+    }
+    Ok(sum / batches.len().max(1) as f64)
+}
+
+/// Trains as `cfg` says into `opts.out`, calling `on_step` after every step.
+pub fn train(
+    cfg: &TrainConfig,
+    opts: &TrainOptions,
+    mut on_step: impl FnMut(&StepMetrics),
+) -> Result<TrainReport> {
+    let dev = Device::Cpu;
+    let (m, t) = (&cfg.model, &cfg.train);
+    let data = TokenDataset::open(&cfg.data.dir)?;
+    let model_cfg: ModelConfig = cfg.model_config(data.manifest.vocab_size as usize);
+    let (source, params) = VarWeights::init(&model_cfg, t.seed, DType::F32, &dev)?;
+    let model = Llama::load(&Weights::new(source), &model_cfg)?;
+    let mut opt = AdamW::new(AdamWConfig {
+        beta1: t.beta1,
+        beta2: t.beta2,
+        eps: 1e-8,
+        weight_decay: t.weight_decay,
+    });
+    for p in &params {
+        opt.add(p.name.clone(), p.var.clone(), p.decay)?;
+    }
+    let sched = CosineSchedule {
+        max_lr: t.lr,
+        min_lr: t.min_lr,
+        warmup_steps: t.warmup,
+        decay_steps: t.decay_steps.unwrap_or(t.steps),
+    };
+    let mut rng = DataRng::seed_from_u64(t.seed);
+    let run = &opts.out;
+    std::fs::create_dir_all(run).map_err(|e| TrainError::io(run, "create", e))?;
+    let mut start = 0;
+    if opts.resume {
+        let Some(last) = checkpoint::list(run)?.pop() else {
+            return Err(TrainError::Checkpoint {
+                path: run.join("checkpoints"),
+                msg: "no checkpoint to resume from".into(),
+            });
+        };
+        let state = checkpoint::load(&last, &model_cfg, &params, &mut opt)?;
+        rng.restore(state.rng)?;
+        start = state.step;
+    }
+    let eval_val =
+        data.val
+            .eval_batches(t.eval_batches, t.batch_size, m.context, t.seed ^ EVAL_SEED)?;
+    let eval_train =
+        data.train
+            .eval_batches(t.eval_batches, t.batch_size, m.context, t.seed ^ EVAL_SEED)?;
+    let metrics_path = run.join("metrics.jsonl");
+    let mut metrics = open_metrics(&metrics_path, start)?;
+    let end = opts.stop_at.unwrap_or(t.steps).min(t.steps);
+    let vars: Vec<_> = params.iter().map(|p| p.var.clone()).collect();
+    let (mut last_loss, mut last_val, mut tok_s) = (f64::NAN, None, 0.0);
+    let (mut timed_tokens, mut timed_secs) = (0usize, 0f64);
+    for step in start..end {
+        let t0 = Instant::now();
+        let lr = sched.lr(step);
+        let mut total: Option<Tensor> = None;
+        for _ in 0..t.grad_accum {
+            let b = data.train.sample_batch(&mut rng, t.batch_size, m.context)?;
+            let l = (batch_loss(&model, &b, &dev)? / t.grad_accum as f64)?;
+            total = Some(match total {
+                Some(s) => (s + l)?,
+                None => l,
+            });
+        }
+        let total = total.expect("grad_accum >= 1");
+        let mut grads = total.backward()?;
+        let grad_norm = clip_grad_norm(&mut grads, &vars, t.grad_clip)?;
+        opt.step(&grads, lr)?;
+        last_loss = total.to_scalar::<f32>()? as f64;
+        let secs = t0.elapsed().as_secs_f64();
+        let tokens = t.grad_accum * t.batch_size * m.context;
+        timed_tokens += tokens;
+        timed_secs += secs;
+        tok_s = tokens as f64 / secs;
+        let done = step + 1;
+        let mut line = StepMetrics {
+            step: done,
+            loss: last_loss,
+            lr,
+            grad_norm,
+            tokens_per_s: tok_s,
+            train_loss: None,
+            val_loss: None,
+        };
+        if done % t.eval_every == 0 || done == t.steps {
+            line.train_loss = Some(mean_loss(&model, &eval_train, &dev)?);
+            line.val_loss = Some(mean_loss(&model, &eval_val, &dev)?);
+            last_val = line.val_loss;
+        }
+        let json =
+            serde_json::to_string(&line).map_err(|e| TrainError::InvalidArgument(e.to_string()))?;
+        writeln!(metrics, "{json}").map_err(|e| TrainError::io(&metrics_path, "write", e))?;
+        on_step(&line);
+        if done % t.checkpoint_every == 0 || done == end {
+            metrics
+                .flush()
+                .map_err(|e| TrainError::io(&metrics_path, "write", e))?;
+            let state = CheckpointState {
+                step: done,
+                rng: rng.state(),
+                model: model_cfg.clone(),
+            };
+            checkpoint::save(run, &params, &opt, &state, t.keep)?;
+        }
+    }
+    export(run, &model_cfg, &params, &data.dir)?;
+    Ok(TrainReport {
+        steps: end,
+        final_loss: last_loss,
+        val_loss: last_val,
+        tokens_per_s: if timed_secs > 0.0 {
+            timed_tokens as f64 / timed_secs
+        } else {
+            tok_s
+        },
+        run_dir: run.clone(),
+    })
+}
+
+/// `metrics.jsonl` positioned to continue after `start` steps: lines of later steps (from
+/// a run that went past its last checkpoint) are dropped so the curve has no duplicates.
+fn open_metrics(path: &Path, start: u64) -> Result<std::fs::File> {
+    let kept: String = std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v["step"].as_u64())
+                .is_some_and(|s| s <= start)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(path, kept).map_err(|e| TrainError::io(path, "write", e))?;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(|e| TrainError::io(path, "open", e))
+}
+
+/// The run directory as a model directory: `config.json` (a Llama config, plus `kiln_kinds`
+/// for other switches), `model.safetensors`, `tokenizer.json`.
+fn export(run: &Path, cfg: &ModelConfig, params: &[Param], data_dir: &Path) -> Result<()> {
+    let mut config = serde_json::json!({
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+        "vocab_size": cfg.vocab_size, "hidden_size": cfg.hidden_size,
+        "intermediate_size": cfg.intermediate_size, "num_hidden_layers": cfg.num_layers,
+        "num_attention_heads": cfg.num_heads, "num_key_value_heads": cfg.num_kv_heads,
+        "rms_norm_eps": cfg.rms_norm_eps, "rope_theta": cfg.rope.theta,
+        "max_position_embeddings": cfg.max_position_embeddings,
+        "tie_word_embeddings": cfg.tie_word_embeddings, "hidden_act": "silu",
+        "torch_dtype": "float32"
+    });
+    if !cfg.kinds.is_llama() {
+        config["kiln_kinds"] = serde_json::to_value(cfg.kinds)
+            .map_err(|e| TrainError::InvalidArgument(e.to_string()))?;
+        if cfg.kinds.mlp == kiln_model::config::MlpKind::Gelu {
+            config["hidden_act"] = "gelu".into();
+        }
+    }
+    let text = serde_json::to_vec_pretty(&config)
+        .map_err(|e| TrainError::InvalidArgument(e.to_string()))?;
+    crate::atomic::write_bytes_atomic(&run.join("config.json"), &text)?;
+    let weights: std::collections::HashMap<String, Tensor> = params
+        .iter()
+        .map(|p| (p.name.clone(), p.var.as_tensor().clone()))
+        .collect();
+    let tmp = run.join(".model.safetensors.partial");
+    candle_core::safetensors::save(&weights, &tmp)?;
+    std::fs::rename(&tmp, run.join("model.safetensors"))
+        .map_err(|e| TrainError::io(run, "rename", e))?;
+    let tok = std::fs::read(data_dir.join("tokenizer.json"))
+        .map_err(|e| TrainError::io(&data_dir.join("tokenizer.json"), "read", e))?;
+    crate::atomic::write_bytes_atomic(&run.join("tokenizer.json"), &tok)?;
+    Ok(())
+}
