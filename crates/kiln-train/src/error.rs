@@ -62,7 +62,7 @@ pub enum TrainError {
     Model(String),
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
-    #[error("{}", candle_message(.0))]
+    #[error("{}", kiln_model::error::candle_message(.0))]
     Candle(#[from] candle_core::Error),
 }
 
@@ -102,18 +102,6 @@ impl fmt::Display for PathList<'_> {
             [one] => write!(f, "{one}"),
             [init @ .., last] => write!(f, "{} and {last}", init.join(", ")),
         }
-    }
-}
-
-/// A candle error as one line: candle appends a backtrace when `RUST_BACKTRACE` is set and
-/// puts context on its own line, neither of which belongs in a CLI error.
-fn candle_message(e: &candle_core::Error) -> String {
-    use candle_core::Error as E;
-    match e {
-        E::WithBacktrace { inner, .. } => candle_message(inner),
-        E::Context { inner, context } => format!("{context}: {}", candle_message(inner)),
-        E::WithPath { inner, path } => format!("{}: {}", path.display(), candle_message(inner)),
-        other => other.to_string().replace('\n', "; "),
     }
 }
 
