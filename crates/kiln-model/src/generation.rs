@@ -68,20 +68,48 @@ pub fn last_logits(logits: &Tensor) -> Result<Vec<f32>> {
 }
 
 /// Generates a continuation of `prompt_ids`, calling `on_text` with each piece of text as it
-/// becomes final.
+/// becomes final. The prompt plus `max_tokens` must fit the model's context.
 pub fn generate(
     model: &dyn CausalLM,
     tokenizer: &Tokenizer,
     prompt_ids: &[u32],
     opts: &GenerateOptions,
     device: &candle_core::Device,
+    on_text: impl FnMut(&str),
+) -> Result<Generation> {
+    generate_inner(model, tokenizer, prompt_ids, opts, device, false, on_text)
+}
+
+/// [`generate`] past the model's context: the prompt is cut to its newest `context` tokens,
+/// and whenever the cache is full it restarts from the newest half of the text (llama.cpp's
+/// context shift, recomputed rather than shifted so learned position tables restart too).
+/// For models with short contexts, such as nanoGPT-style character models (64 positions),
+/// whose samples are longer than what they can see at once, as in nanoGPT's `sample.py`.
+pub fn generate_sliding(
+    model: &dyn CausalLM,
+    tokenizer: &Tokenizer,
+    prompt_ids: &[u32],
+    opts: &GenerateOptions,
+    device: &candle_core::Device,
+    on_text: impl FnMut(&str),
+) -> Result<Generation> {
+    generate_inner(model, tokenizer, prompt_ids, opts, device, true, on_text)
+}
+
+fn generate_inner(
+    model: &dyn CausalLM,
+    tokenizer: &Tokenizer,
+    prompt_ids: &[u32],
+    opts: &GenerateOptions,
+    device: &candle_core::Device,
+    slide: bool,
     mut on_text: impl FnMut(&str),
 ) -> Result<Generation> {
     let ctx_len = model.config().max_position_embeddings;
     if prompt_ids.is_empty() {
         return Err(ModelError::Tokenizer("the prompt has no tokens".into()));
     }
-    if prompt_ids.len() + opts.max_tokens > ctx_len {
+    if !slide && prompt_ids.len() + opts.max_tokens > ctx_len {
         return Err(ModelError::ContextOverflow {
             prompt: prompt_ids.len(),
             generate: opts.max_tokens,
@@ -98,7 +126,12 @@ pub fn generate(
     let mut finish = FinishReason::Length;
 
     let t0 = Instant::now();
-    let batch = Batch::from_tokens(prompt_ids, 0, LogitsMode::Last, device)?;
+    let first = if slide {
+        &prompt_ids[prompt_ids.len().saturating_sub(ctx_len)..]
+    } else {
+        prompt_ids
+    };
+    let batch = Batch::from_tokens(first, 0, LogitsMode::Last, device)?;
     let mut logits =
         last_logits(&model.forward(&batch, &mut ForwardContext::with_cache(&mut cache))?)?;
     let prefill = t0.elapsed();
@@ -123,7 +156,14 @@ pub fn generate(
         if generated.len() == opts.max_tokens {
             break;
         }
-        let batch = Batch::from_tokens(&[next], cache.len(), LogitsMode::Last, device)?;
+        let batch = if slide && cache.len() >= ctx_len {
+            cache = KvCache::new(model.config().num_layers);
+            let keep = (ctx_len / 2).max(1).min(history.len());
+            let tail = &history[history.len() - keep..];
+            Batch::from_tokens(tail, 0, LogitsMode::Last, device)?
+        } else {
+            Batch::from_tokens(&[next], cache.len(), LogitsMode::Last, device)?
+        };
         logits = last_logits(&model.forward(&batch, &mut ForwardContext::with_cache(&mut cache))?)?;
     }
     if finish != FinishReason::Stop || opts.stop.is_empty() {

@@ -21,9 +21,9 @@ pub fn read_text(path: &Path) -> Result<String> {
     })
 }
 
-/// Reads every file in order. Fails when there are no files or when all of them are empty,
-/// naming them: training a tokenizer or writing shards from nothing is always a mistake
-/// (often a wrong glob).
+/// Reads every file in order. Fails when there are no files or when all of them are empty
+/// (or only whitespace), naming them: training a tokenizer or writing shards from nothing is
+/// always a mistake (often a wrong glob).
 pub fn read_corpus(paths: &[PathBuf]) -> Result<Vec<SourceText>> {
     let sources = paths
         .iter()
@@ -34,7 +34,7 @@ pub fn read_corpus(paths: &[PathBuf]) -> Result<Vec<SourceText>> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    if sources.iter().all(|s| s.text.is_empty()) {
+    if sources.iter().all(|s| s.text.trim().is_empty()) {
         return Err(TrainError::EmptyCorpus {
             files: paths.to_vec(),
         });
@@ -72,7 +72,7 @@ mod tests {
 
     #[test]
     fn empty_corpus_names_every_file() {
-        let (a, b) = (file(b""), file(b""));
+        let (a, b) = (file(b""), file(b" \n\t\r\n"));
         let e = read_corpus(&[a.path().into(), b.path().into()]).unwrap_err();
         assert!(matches!(e, TrainError::EmptyCorpus { .. }), "{e}");
         let msg = e.to_string();

@@ -18,7 +18,7 @@ pub enum TrainError {
     },
     #[error("{}: not valid UTF-8 text (invalid byte at offset {offset})", .path.display())]
     NotUtf8 { path: PathBuf, offset: usize },
-    #[error("empty corpus: no text in {}", PathList(.files))]
+    #[error("empty corpus: no text in {} (empty or only whitespace)", PathList(.files))]
     EmptyCorpus { files: Vec<PathBuf> },
     #[error("a vocabulary of {vocab_size} tokens does not fit {dtype} shards (at most {max} ids); use u32")]
     VocabTooLarge {
@@ -62,6 +62,10 @@ pub enum TrainError {
     Model(String),
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    #[error("{}: cannot draw the plot: {msg}", .path.display())]
+    Plot { path: PathBuf, msg: String },
+    #[error("scaling-law fit: {0}")]
+    ScalingFit(String),
     #[error("{}", kiln_model::error::candle_message(.0))]
     Candle(#[from] candle_core::Error),
 }

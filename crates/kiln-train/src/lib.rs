@@ -8,6 +8,7 @@
 //! dir ──TokenDataset::open──▶ TokenShard::sample_batch(&mut DataRng, b, ctx) ──▶ Batch
 //! ```
 
+pub mod ablate;
 pub mod adamw;
 mod atomic;
 pub mod char_tokenizer;
@@ -16,11 +17,16 @@ pub mod clip;
 mod corpus;
 pub mod encode;
 pub mod error;
+pub mod flops;
 pub mod loader;
 pub mod manifest;
+pub mod plot;
 pub mod rng;
+pub mod scaling_fit;
 pub mod schedule;
 pub mod shards;
+pub mod study;
+pub mod sweep;
 pub mod tokenizer_train;
 pub mod train_config;
 pub mod trainer;

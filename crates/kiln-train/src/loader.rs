@@ -23,6 +23,8 @@ pub struct TokenShard {
     len: usize,
     /// `None` for an empty shard: zero-length files cannot be mapped.
     map: Option<Mmap>,
+    /// Ids must be below this (the manifest's vocabulary), checked in every batch drawn.
+    vocab: Option<u64>,
 }
 
 /// `batch` windows, row-major `(batch, ctx)`.
@@ -63,7 +65,9 @@ impl TokenShard {
                     manifest.train.file, manifest.val.file
                 ),
             })?;
-        Self::open_raw(path, manifest.dtype, info.tokens)
+        let mut shard = Self::open_raw(path, manifest.dtype, info.tokens)?;
+        shard.vocab = Some(manifest.vocab_size);
+        Ok(shard)
     }
 
     /// Opens `split` of the shard directory `dir`.
@@ -112,6 +116,7 @@ impl TokenShard {
             dtype,
             len,
             map,
+            vocab: None,
         })
     }
 
@@ -181,6 +186,7 @@ impl TokenShard {
         for _ in 0..batch {
             let start = rng.below(n_starts) as usize;
             self.read_into(start, &mut window);
+            self.check_ids(start, &window)?;
             b.inputs.extend_from_slice(&window[..ctx]);
             b.targets.extend_from_slice(&window[1..]);
             b.starts.push(start);
@@ -201,6 +207,26 @@ impl TokenShard {
         (0..n)
             .map(|_| self.sample_batch(&mut rng, batch, ctx))
             .collect()
+    }
+
+    /// A corrupt shard (or a manifest edited to a smaller vocabulary) would otherwise index
+    /// past the embedding table deep inside the model.
+    fn check_ids(&self, start: usize, window: &[u32]) -> Result<()> {
+        let Some(vocab) = self.vocab else {
+            return Ok(());
+        };
+        match window.iter().position(|&t| u64::from(t) >= vocab) {
+            None => Ok(()),
+            Some(i) => Err(TrainError::Manifest {
+                path: self.path.clone(),
+                msg: format!(
+                    "token id {} at position {} is outside the vocabulary of {vocab} ids that \
+                     manifest.json gives (the shard or the manifest is corrupt)",
+                    window[i],
+                    start + i
+                ),
+            }),
+        }
     }
 
     fn check_shape(&self, batch: usize, ctx: usize) -> Result<()> {

@@ -173,6 +173,16 @@ impl Manifest {
         }
         let m: Manifest =
             serde_json::from_slice(&bytes).map_err(|e| bad(format!("bad manifest: {e}")))?;
+        if m.vocab_size > m.dtype.max_vocab() {
+            // The shards could not hold the ids the model would be built for.
+            return Err(bad(format!(
+                "dtype {} holds at most {} ids but vocab_size is {} (re-run `kiln data \
+                 prepare`, which writes u32 shards for such a vocabulary)",
+                m.dtype.name(),
+                m.dtype.max_vocab(),
+                m.vocab_size
+            )));
+        }
         Ok(m)
     }
 
@@ -188,9 +198,11 @@ impl Manifest {
     }
 }
 
-/// `path` itself, or `path/manifest.json` for a directory.
+/// `path` itself, or `path/manifest.json` for a directory (or a missing path that does not
+/// name a `.json` file).
 pub fn manifest_path(path: &Path) -> PathBuf {
-    if path.is_dir() {
+    let json = path.extension().is_some_and(|e| e == "json");
+    if path.is_dir() || (!json && !path.exists()) {
         path.join(MANIFEST_FILE)
     } else {
         path.to_path_buf()

@@ -130,8 +130,8 @@ fn resolve_separator(
         .transpose()
 }
 
-/// File sizes, read first so that a missing file or an all-empty corpus fails before any
-/// work.
+/// File sizes, read first so that a missing file or an all-empty (or whitespace-only)
+/// corpus fails before any work.
 fn input_sizes(inputs: &[PathBuf]) -> Result<Vec<u64>> {
     let sizes = inputs
         .iter()
@@ -141,12 +141,38 @@ fn input_sizes(inputs: &[PathBuf]) -> Result<Vec<u64>> {
                 .map_err(|e| TrainError::io(p, "read", e))
         })
         .collect::<Result<Vec<u64>>>()?;
-    if sizes.iter().sum::<u64>() == 0 {
+    let mut any_text = false;
+    for p in inputs {
+        if has_text(p)? {
+            any_text = true;
+            break;
+        }
+    }
+    if !any_text {
         return Err(TrainError::EmptyCorpus {
             files: inputs.to_vec(),
         });
     }
     Ok(sizes)
+}
+
+/// Whether `path` holds anything but ASCII whitespace, read only up to the first such byte
+/// (the start of the file, for any real corpus).
+fn has_text(path: &Path) -> Result<bool> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(path).map_err(|e| TrainError::io(path, "read", e))?;
+    let mut r = std::io::BufReader::new(file);
+    loop {
+        let buf = r.fill_buf().map_err(|e| TrainError::io(path, "read", e))?;
+        if buf.is_empty() {
+            return Ok(false);
+        }
+        if buf.iter().any(|b| !b.is_ascii_whitespace()) {
+            return Ok(true);
+        }
+        let n = buf.len();
+        r.consume(n);
+    }
 }
 
 /// Encodes every file in order (each followed by `separator`), one file in memory at a time.
@@ -161,8 +187,10 @@ fn encode_inputs(
     let mut ids: Vec<u32> = Vec::new();
     let mut sources = Vec::with_capacity(inputs.len());
     let mut bytes_before = 0u64;
+    let mut any_text = false;
     for (path, &bytes) in inputs.iter().zip(sizes) {
         let text = read_text(path)?;
+        any_text |= !text.trim().is_empty();
         let before = ids.len();
         ids.extend(encode_text(tok, &text, path, &mut |done| {
             progress(PrepareProgress {
@@ -177,6 +205,11 @@ fn encode_inputs(
             tokens: (ids.len() - before) as u64,
         });
         bytes_before += bytes;
+    }
+    if !any_text {
+        return Err(TrainError::EmptyCorpus {
+            files: inputs.to_vec(),
+        });
     }
     Ok((ids, sources))
 }

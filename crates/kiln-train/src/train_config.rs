@@ -139,16 +139,7 @@ impl TrainConfig {
 
     /// Parses TOML text; the error is one line with the position and the offending key.
     pub fn parse(text: &str) -> std::result::Result<Self, String> {
-        let cfg: Self = toml::from_str(text).map_err(|e| {
-            let msg = e.message().replace('\n', "; ");
-            match e.span() {
-                Some(span) => {
-                    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-                    format!("line {line}: {msg}")
-                }
-                None => msg,
-            }
-        })?;
+        let cfg: Self = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -222,6 +213,51 @@ impl TrainConfig {
     }
 }
 
+/// `line N, key `k` in [table]: what is wrong`, in words a user of the config knows (a number,
+/// a whole number) rather than Rust's type names.
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let mut msg = e.message().trim_end().replace('\n', "; ");
+    for (rust, words) in [
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+        ("expected u64", "expected a whole number >= 0"),
+        ("expected usize", "expected a whole number >= 0"),
+    ] {
+        if msg.ends_with(rust) {
+            msg = format!("{}{words}", &msg[..msg.len() - rust.len()]);
+        }
+    }
+    let Some(span) = e.span() else {
+        return msg;
+    };
+    let start = span.start.min(text.len());
+    let line = text[..start].matches('\n').count();
+    let table = text.lines().take(line + 1).filter_map(table_header).last();
+    let here = text.lines().nth(line).unwrap_or("");
+    let at = match (table_header(here), key_of(here), table) {
+        (Some(t), _, _) => format!("line {}, in [{t}]", line + 1),
+        (None, Some(k), Some(t)) => format!("line {}, key `{k}` in [{t}]", line + 1),
+        (None, Some(k), None) => format!("line {}, key `{k}`", line + 1),
+        (None, None, _) => format!("line {}", line + 1),
+    };
+    format!("{at}: {msg}")
+}
+
+/// `name` for a `[name]` or `[[name]]` line.
+fn table_header(line: &str) -> Option<&str> {
+    let l = line.trim();
+    let (inner, _) = l.strip_prefix('[')?.split_once(']')?;
+    Some(inner.trim_start_matches('[').trim()).filter(|n| !n.is_empty())
+}
+
+/// `key` for a `key = value` line (bare or dotted keys).
+fn key_of(line: &str) -> Option<&str> {
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim();
+    let bare = |c: char| c.is_ascii_alphanumeric() || "_-.".contains(c);
+    (!key.is_empty() && key.chars().all(bare)).then_some(key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,8 +293,16 @@ min_lr = 1e-4
     fn errors_name_the_line_key_and_allowed_values() {
         let bad = GOOD.replace("norm = \"layernorm\"", "norm = \"batchnorm\"");
         let e = TrainConfig::parse(&bad).unwrap_err();
-        assert!(e.starts_with("line 7:"), "{e}");
+        assert!(e.starts_with("line 7, key `norm` in [model]:"), "{e}");
         assert!(e.contains("rmsnorm") && e.contains("layernorm"), "{e}");
+        let e = TrainConfig::parse(&GOOD.replace("lr = 1e-3", "lr = \"fast\"")).unwrap_err();
+        assert!(e.starts_with("line 15, key `lr` in [train]:"), "{e}");
+        assert!(e.ends_with("expected a number"), "{e}");
+        let e = TrainConfig::parse(&GOOD.replace("min_lr = 1e-4", "")).unwrap_err();
+        assert!(
+            e.starts_with("line 12, in [train]:") && e.contains("min_lr"),
+            "{e}"
+        );
         let e = TrainConfig::parse(&GOOD.replace("steps = 10", "stepz = 10")).unwrap_err();
         assert!(e.contains("stepz"), "{e}");
         let e = TrainConfig::parse("[model\nn_layer = 1").unwrap_err();

@@ -6,6 +6,8 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
@@ -20,6 +22,7 @@ use crate::checkpoint::{self, CheckpointState};
 use crate::clip::clip_grad_norm;
 use crate::error::{Result, TrainError};
 use crate::loader::{Batch, TokenDataset};
+use crate::plot;
 use crate::rng::DataRng;
 use crate::schedule::CosineSchedule;
 use crate::train_config::TrainConfig;
@@ -27,12 +30,16 @@ use crate::train_config::TrainConfig;
 /// Seed offset for the fixed evaluation windows, so they differ from the training draw.
 const EVAL_SEED: u64 = 0x5eed_e7a1;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct TrainOptions {
     pub out: PathBuf,
     pub resume: bool,
     /// Stop after this many steps in total (the schedule still follows the config).
     pub stop_at: Option<u64>,
+    /// Checked after every step: once set (by a Ctrl-C handler, say), the step just
+    /// completed is checkpointed, the run directory exported and `train` returns with
+    /// `interrupted` set, so `resume` continues from exactly there.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 /// One line of `metrics.jsonl`.
@@ -56,6 +63,8 @@ pub struct TrainReport {
     pub val_loss: Option<f64>,
     pub tokens_per_s: f64,
     pub run_dir: PathBuf,
+    /// Stopped early through `TrainOptions::stop`; `steps` is the last step checkpointed.
+    pub interrupted: bool,
 }
 
 /// Mean next-token cross-entropy of a batch.
@@ -115,13 +124,7 @@ pub fn train(
     std::fs::create_dir_all(run).map_err(|e| TrainError::io(run, "create", e))?;
     let mut start = 0;
     if opts.resume {
-        let Some(last) = checkpoint::list(run)?.pop() else {
-            return Err(TrainError::Checkpoint {
-                path: run.join("checkpoints"),
-                msg: "no checkpoint to resume from".into(),
-            });
-        };
-        let state = checkpoint::load(&last, &model_cfg, &params, &mut opt)?;
+        let (_, state) = checkpoint::load_latest(run, &model_cfg, &params, &mut opt)?;
         rng.restore(state.rng)?;
         start = state.step;
     }
@@ -137,6 +140,12 @@ pub fn train(
     let vars: Vec<_> = params.iter().map(|p| p.var.clone()).collect();
     let (mut last_loss, mut last_val, mut tok_s) = (f64::NAN, None, 0.0);
     let (mut timed_tokens, mut timed_secs) = (0usize, 0f64);
+    let loss_png = run.join("loss.png");
+    let title = format!(
+        "Training loss: {}",
+        run.file_name().unwrap_or(run.as_os_str()).to_string_lossy()
+    );
+    let (mut last_step, mut interrupted) = (start, false);
     for step in start..end {
         let t0 = Instant::now();
         let lr = sched.lr(step);
@@ -178,7 +187,9 @@ pub fn train(
             serde_json::to_string(&line).map_err(|e| TrainError::InvalidArgument(e.to_string()))?;
         writeln!(metrics, "{json}").map_err(|e| TrainError::io(&metrics_path, "write", e))?;
         on_step(&line);
-        if done % t.checkpoint_every == 0 || done == end {
+        last_step = done;
+        interrupted = opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
+        if done % t.checkpoint_every == 0 || done == end || interrupted {
             metrics
                 .flush()
                 .map_err(|e| TrainError::io(&metrics_path, "write", e))?;
@@ -189,10 +200,19 @@ pub fn train(
             };
             checkpoint::save(run, &params, &opt, &state, t.keep)?;
         }
+        // After the checkpoint, so a failed plot write never costs the step's checkpoint;
+        // redrawn from the file (not memory) so a resumed run's plot has the whole curve.
+        if line.val_loss.is_some() && done != end && !interrupted {
+            plot::plot_loss(&plot::read_loss_points(&metrics_path)?, &title, &loss_png)?;
+        }
+        if interrupted {
+            break;
+        }
     }
     export(run, &model_cfg, &params, &data.dir)?;
+    plot::plot_loss(&plot::read_loss_points(&metrics_path)?, &title, &loss_png)?;
     Ok(TrainReport {
-        steps: end,
+        steps: if interrupted { last_step } else { end },
         final_loss: last_loss,
         val_loss: last_val,
         tokens_per_s: if timed_secs > 0.0 {
@@ -201,6 +221,7 @@ pub fn train(
             tok_s
         },
         run_dir: run.clone(),
+        interrupted,
     })
 }
 
@@ -226,17 +247,32 @@ fn open_metrics(path: &Path, start: u64) -> Result<std::fs::File> {
 }
 
 /// The run directory as a model directory: `config.json` (a Llama config, plus `kiln_kinds`
-/// for other switches), `model.safetensors`, `tokenizer.json`.
+/// for other switches), `model.safetensors`, `tokenizer.json`, `tokenizer_config.json`. With
+/// Llama's parts it is a standard Hugging Face Llama directory: `config.json` carries every
+/// field transformers' `LlamaConfig` would otherwise default differently (`head_dim`,
+/// `rms_norm_eps`, the biases, token ids), so `LlamaForCausalLM.from_pretrained` rebuilds
+/// exactly the model kiln trained.
 fn export(run: &Path, cfg: &ModelConfig, params: &[Param], data_dir: &Path) -> Result<()> {
+    let tok_path = data_dir.join("tokenizer.json");
+    let tok = std::fs::read(&tok_path).map_err(|e| TrainError::io(&tok_path, "read", e))?;
+    // GPT-2's convention: the end-of-text token is both BOS and EOS, so generation stops
+    // there. A tokenizer without special tokens (characters) has neither.
+    let special = end_of_text_token(&tok);
+    let special_id = special.as_ref().map(|(_, id)| *id);
     let mut config = serde_json::json!({
         "architectures": ["LlamaForCausalLM"], "model_type": "llama",
         "vocab_size": cfg.vocab_size, "hidden_size": cfg.hidden_size,
         "intermediate_size": cfg.intermediate_size, "num_hidden_layers": cfg.num_layers,
         "num_attention_heads": cfg.num_heads, "num_key_value_heads": cfg.num_kv_heads,
-        "rms_norm_eps": cfg.rms_norm_eps, "rope_theta": cfg.rope.theta,
+        "head_dim": cfg.head_dim, "rms_norm_eps": cfg.rms_norm_eps,
+        "rope_theta": cfg.rope.theta, "rope_scaling": null,
         "max_position_embeddings": cfg.max_position_embeddings,
         "tie_word_embeddings": cfg.tie_word_embeddings, "hidden_act": "silu",
-        "torch_dtype": "float32"
+        "attention_bias": cfg.attention_bias, "mlp_bias": false, "attention_dropout": 0.0,
+        "initializer_range": 0.02, "pretraining_tp": 1, "use_cache": true,
+        "bos_token_id": special_id, "eos_token_id": special_id,
+        // `dtype` is transformers 5's name, `torch_dtype` the 4.x one.
+        "torch_dtype": "float32", "dtype": "float32"
     });
     if !cfg.kinds.is_llama() {
         config["kiln_kinds"] = serde_json::to_value(cfg.kinds)
@@ -256,8 +292,38 @@ fn export(run: &Path, cfg: &ModelConfig, params: &[Param], data_dir: &Path) -> R
     candle_core::safetensors::save(&weights, &tmp)?;
     std::fs::rename(&tmp, run.join("model.safetensors"))
         .map_err(|e| TrainError::io(run, "rename", e))?;
-    let tok = std::fs::read(data_dir.join("tokenizer.json"))
-        .map_err(|e| TrainError::io(&data_dir.join("tokenizer.json"), "read", e))?;
     crate::atomic::write_bytes_atomic(&run.join("tokenizer.json"), &tok)?;
+    // For transformers' AutoTokenizer (the fast tokenizer reads tokenizer.json as is) and
+    // kiln's loader (which takes EOS from here too). No chat template: a pretrained run is a
+    // base model.
+    let mut tc = serde_json::json!({
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "model_max_length": cfg.max_position_embeddings,
+        "clean_up_tokenization_spaces": false,
+    });
+    if let Some((name, _)) = special {
+        tc["bos_token"] = name.clone().into();
+        tc["eos_token"] = name.into();
+    }
+    let text =
+        serde_json::to_vec_pretty(&tc).map_err(|e| TrainError::InvalidArgument(e.to_string()))?;
+    crate::atomic::write_bytes_atomic(&run.join("tokenizer_config.json"), &text)?;
     Ok(())
+}
+
+/// The tokenizer's end-of-text token and id: `<|endoftext|>` when it has one, else its first
+/// special token, else `None`.
+fn end_of_text_token(tokenizer_json: &[u8]) -> Option<(String, u32)> {
+    let v: serde_json::Value = serde_json::from_slice(tokenizer_json).ok()?;
+    let special: Vec<(String, u32)> = v["added_tokens"]
+        .as_array()?
+        .iter()
+        .filter(|t| t["special"].as_bool() == Some(true))
+        .filter_map(|t| Some((t["content"].as_str()?.to_string(), t["id"].as_u64()? as u32)))
+        .collect();
+    special
+        .iter()
+        .find(|(name, _)| name == crate::ENDOFTEXT)
+        .or(special.first())
+        .cloned()
 }

@@ -65,6 +65,7 @@ fn run(cfg: &TrainConfig, out: &Path, resume: bool, stop_at: Option<u64>) -> Vec
         out: out.into(),
         resume,
         stop_at,
+        stop: None,
     };
     let mut losses = vec![];
     train(cfg, &opts, |m| losses.push(m.loss)).unwrap();
@@ -106,6 +107,7 @@ fn resume_refuses_a_checkpoint_of_another_model() {
         out,
         resume: true,
         stop_at: None,
+        stop: None,
     };
     let err = train(&other, &opts, |_| {}).unwrap_err().to_string();
     assert!(

@@ -3,6 +3,7 @@
 
 mod cmd;
 mod common;
+mod train_bar;
 
 use std::process::ExitCode;
 
@@ -14,7 +15,7 @@ use clap::{Parser, Subcommand};
     version,
     about = "Train, fine-tune, evaluate, serve and run LLMs from one binary",
     long_about = "kiln runs Llama-family models (Llama 2/3, SmolLM2, Qwen2, Mistral) from a GGUF file \
-or a Hugging Face directory on the CPU.\n\nExamples:\n  kiln generate --model SmolLM2-135M-Instruct.Q4_1.gguf --prompt \"Once upon a time\"\n  kiln chat --model SmolLM2-135M-Instruct.Q4_1.gguf --prompt \"What is the capital of France?\""
+or a Hugging Face directory on the CPU, and trains them from scratch.\n\nExamples:\n  kiln quickstart   (train a small GPT on Shakespeare and sample from it; no download)\n  kiln generate --model SmolLM2-135M-Instruct.Q4_1.gguf --prompt \"Once upon a time\"\n  kiln chat --model SmolLM2-135M-Instruct.Q4_1.gguf --prompt \"What is the capital of France?\""
 )]
 struct Cli {
     /// Worker threads for matrix kernels (default: all cores).
@@ -29,6 +30,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    Quickstart(cmd::quickstart::Args),
     Demo(cmd::demo::Args),
     Generate(cmd::generate::Args),
     Chat(cmd::chat::Args),
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     common::init(cli.threads, &cli.log);
     let result = match cli.command {
+        Command::Quickstart(a) => cmd::quickstart::run(a),
         Command::Demo(a) => cmd::demo::run(a),
         Command::Generate(a) => cmd::generate::run(a),
         Command::Chat(a) => cmd::chat::run(a),

@@ -10,6 +10,9 @@ use crate::common::{ModelArgs, SamplingArgs};
 
 /// Chat with a model through its chat template (ChatML when the model has none).
 ///
+/// A base model with neither a template nor ChatML's tokens (a `kiln train` run) continues
+/// the conversation as plain text, one message per line, past its context if need be.
+///
 /// Without --prompt, reads user turns from stdin until EOF or `/exit`; `/reset` clears the
 /// conversation. With --prompt, answers once and exits.
 #[derive(ClapArgs, Debug)]
@@ -35,10 +38,21 @@ pub fn run(a: Args) -> Result<()> {
     let m = a.model.load()?;
     let fallback;
     let template = match &m.chat_template {
-        Some(t) => t,
+        Some(t) => Some(t),
+        // ChatML needs its marker tokens; rendered with a tokenizer that lacks them (a base
+        // model such as a `kiln train` run) it would be noise, so such a model continues the
+        // conversation as plain text instead.
+        None if m.tokenizer.token_to_id("<|im_start|>").is_none() => {
+            eprintln!(
+                "note: {} has no chat template and no ChatML tokens (a base model): each \
+                 message is continued as plain text, as `kiln generate` would",
+                a.model.model.display()
+            );
+            None
+        }
         None => {
             fallback = ChatTemplate::new(kiln_model::chat_template::CHATML, "", "")?;
-            &fallback
+            Some(&fallback)
         }
     };
     let mut messages: Vec<ChatMessage> = a
@@ -54,14 +68,30 @@ pub fn run(a: Args) -> Result<()> {
     };
     let reply = |messages: &mut Vec<ChatMessage>, user: String| -> Result<()> {
         messages.push(ChatMessage::new("user", user));
-        let text = template.render(messages, true)?;
-        // The template writes BOS itself where the model wants one.
-        let ids = m.tokenizer.encode(&text, false, true)?;
         let mut out = std::io::stdout();
-        let g = kiln_model::generate(&m.model, &m.tokenizer, &ids, &opts, &m.device, |t| {
+        let on_text = |t: &str| {
             let _ = out.write_all(t.as_bytes());
             let _ = out.flush();
-        })?;
+        };
+        let g = match template {
+            Some(template) => {
+                let text = template.render(messages, true)?;
+                // The template writes BOS itself where the model wants one.
+                let ids = m.tokenizer.encode(&text, false, true)?;
+                kiln_model::generate(&m.model, &m.tokenizer, &ids, &opts, &m.device, on_text)?
+            }
+            None => {
+                // The transcript so far, one message per line; a base model's context may
+                // be short (64 characters for shakespeare-char), so the window slides.
+                let text: String = messages
+                    .iter()
+                    .map(|m| format!("{}\n", m.content))
+                    .collect();
+                let ids = m.tokenizer.encode(&text, true, false)?;
+                let (model, tok, dev) = (&m.model, &m.tokenizer, &m.device);
+                kiln_model::generate_sliding(model, tok, &ids, &opts, dev, on_text)?
+            }
+        };
         println!();
         messages.push(ChatMessage::new("assistant", g.text.trim().to_string()));
         Ok(())

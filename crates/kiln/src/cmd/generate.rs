@@ -4,7 +4,7 @@ use std::io::Write;
 
 use anyhow::Result;
 use clap::Args as ClapArgs;
-use kiln_model::GenerateOptions;
+use kiln_model::{GenerateOptions, ModelError};
 
 use crate::common::{print_json, ModelArgs, SamplingArgs};
 
@@ -28,6 +28,11 @@ pub struct Args {
     /// Keep generating through end-of-sequence tokens until --max-tokens.
     #[arg(long)]
     pub ignore_eos: bool,
+    /// Keep generating past the model's context: when it is full, continue from the newest
+    /// half of the text (for short-context models such as `kiln train` runs). Without it,
+    /// prompt + --max-tokens over the context is an error.
+    #[arg(long)]
+    pub sliding_window: bool,
     /// Print one JSON object (token ids, text, timings) instead of streaming text.
     #[arg(long)]
     pub json: bool,
@@ -46,12 +51,37 @@ pub fn run(a: Args) -> Result<()> {
     };
     let mut out = std::io::stdout();
     let json = a.json;
-    let g = kiln_model::generate(&m.model, &m.tokenizer, &prompt_ids, &opts, &m.device, |t| {
+    let on_text = |t: &str| {
         if !json {
             let _ = out.write_all(t.as_bytes());
             let _ = out.flush();
         }
-    })?;
+    };
+    let g = if a.sliding_window {
+        kiln_model::generate_sliding(
+            &m.model,
+            &m.tokenizer,
+            &prompt_ids,
+            &opts,
+            &m.device,
+            on_text,
+        )?
+    } else {
+        kiln_model::generate(
+            &m.model,
+            &m.tokenizer,
+            &prompt_ids,
+            &opts,
+            &m.device,
+            on_text,
+        )
+        .map_err(|e| match e {
+            ModelError::ContextOverflow { .. } => {
+                anyhow::anyhow!("{e} (--sliding-window generates past it)")
+            }
+            e => e.into(),
+        })?
+    };
     if json {
         print_json(&g)?;
     } else {

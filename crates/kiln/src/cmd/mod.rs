@@ -6,6 +6,7 @@ pub mod generate;
 pub mod info;
 pub mod perplexity;
 pub mod pull;
+pub mod quickstart;
 pub mod tokenize;
 pub mod tokenizer;
 pub mod train;
