@@ -6,11 +6,12 @@
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 
-use super::real::{borrow, Real};
+use super::real::{borrow, Real, SharedOut};
 
-/// `dst (m × n) = a (m × k) · b (k × n)` with the given (row, column) strides of a and b,
-/// on `threads` threads.
-#[allow(clippy::too_many_arguments)]
+/// `dst (m × n) = a (m × k) · b (k × n)` with the given (row, column) strides of a and b.
+/// Blocks of dst rows go to candle's worker pool, one single-threaded gemm each: the same
+/// pool as every other op of the step, where gemm's own rayon threads would spin against
+/// it for the two cores.
 fn product<T: Real>(
     (m, n, k): (usize, usize, usize),
     a: &[T],
@@ -18,46 +19,60 @@ fn product<T: Real>(
     b: &[T],
     (b_rs, b_cs): (usize, usize),
 ) -> Vec<T> {
-    assert!(
-        m == 0
-            || n == 0
-            || k == 0
-            || ((m - 1) * a_rs + (k - 1) * a_cs < a.len()
-                && (k - 1) * b_rs + (n - 1) * b_cs < b.len())
-    );
+    let in_bounds = m == 0
+        || n == 0
+        || k == 0
+        || ((m - 1) * a_rs + (k - 1) * a_cs < a.len() && (k - 1) * b_rs + (n - 1) * b_cs < b.len());
+    assert!(in_bounds, "linear: operands out of bounds");
     let mut dst: Vec<T> = Vec::with_capacity(m * n);
+    let out = SharedOut(dst.as_mut_ptr());
     let threads = candle_core::utils::get_num_threads();
-    let parallelism = if threads > 1 && m * n * k >= 1 << 16 {
-        gemm::Parallelism::Rayon(threads)
+    // Below this many multiply-adds a second thread costs more than it saves.
+    let tasks = if m * n * k >= 1 << 18 {
+        threads.min(m).max(1)
     } else {
-        gemm::Parallelism::None
+        1
     };
-    // SAFETY: the operands are in bounds (checked above) and gemm writes every element of
-    // dst without reading it (read_dst = false) before the length is set.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            a_cs as isize,
-            a_rs as isize,
-            b.as_ptr(),
-            b_cs as isize,
-            b_rs as isize,
-            T::ZERO,
-            T::ONE,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-        dst.set_len(m * n);
+    let rows = m.div_ceil(tasks.max(1)).max(1);
+    let block = |t: usize| {
+        let r0 = (t * rows).min(m);
+        let r1 = ((t + 1) * rows).min(m);
+        if r0 == r1 {
+            return;
+        }
+        // SAFETY: the operands are in bounds (checked above); each task writes its own
+        // rows of dst, every element of them, without reading (read_dst = false).
+        unsafe {
+            gemm::gemm(
+                r1 - r0,
+                n,
+                k,
+                out.ptr().add(r0 * n),
+                1,
+                n as isize,
+                false,
+                a.as_ptr().add(r0 * a_rs),
+                a_cs as isize,
+                a_rs as isize,
+                b.as_ptr(),
+                b_cs as isize,
+                b_rs as isize,
+                T::ZERO,
+                T::ONE,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            )
+        }
+    };
+    if tasks <= 1 {
+        block(0);
+    } else {
+        candle_core::utils::barrier_pool().execute_chunked(tasks, |ts| ts.for_each(block));
     }
+    // SAFETY: the blocks covered all m rows.
+    unsafe { dst.set_len(m * n) };
     dst
 }
 
@@ -127,6 +142,51 @@ impl CustomOp2 for LinearOp {
         match x.dtype() {
             candle_core::DType::F64 => run::<f64>([x, w, dy], (rows, k, out)),
             _ => run::<f32>([x, w, dy], (rows, k, out)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Tensor, Var};
+
+    /// Large enough to split over the worker pool: value and gradients against candle's
+    /// matmul, in f64.
+    #[test]
+    fn split_products_match_candles_matmul() {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::randn(0f64, 1.0, (2, 35, 64), &dev).unwrap()).unwrap();
+        let w = Var::from_tensor(&Tensor::randn(0f64, 1.0, (72, 64), &dev).unwrap()).unwrap();
+        let r = Tensor::randn(0f64, 1.0, (2, 35, 72), &dev).unwrap();
+        let ours = super::super::linear(x.as_tensor(), w.as_tensor()).unwrap();
+        let theirs = x
+            .as_tensor()
+            .broadcast_matmul(&w.as_tensor().t().unwrap())
+            .unwrap();
+        let diff = |a: &Tensor, b: &Tensor| {
+            (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap()
+        };
+        assert!(diff(&ours, &theirs) < 1e-10);
+        let go = (ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let gt = (theirs * &r)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        for v in [&x, &w] {
+            let d = diff(
+                go.get(v.as_tensor()).unwrap(),
+                gt.get(v.as_tensor()).unwrap(),
+            );
+            assert!(d < 1e-10, "gradient differs by {d:e}");
         }
     }
 }
