@@ -1,6 +1,8 @@
 //! Every training-path layer's backward pass against central finite differences in f64 on
 //! tiny shapes: embedding, RoPE (both pairings), RMSNorm, LayerNorm, causal attention (with
-//! and without grouped-query heads), SwiGLU and GELU MLPs, and cross-entropy.
+//! and without grouped-query heads; the reference formula and the fused training kernel),
+//! SwiGLU and GELU MLPs, and cross-entropy. The norms, GELU, fused attention and
+//! cross-entropy are kiln's own kernels (`kernels::train`), run here in f64.
 //!
 //! Each check reduces the layer's output to a scalar with fixed random weights R
 //! (loss = Σ out ⊙ R, so every output element matters), takes candle's gradient of every
@@ -8,6 +10,7 @@
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 use kiln_model::config::{RopeConfig, RopeStyle};
+use kiln_model::kernels::train;
 use kiln_model::layers::{
     scaled_dot_product_attention, Embedding, GeluMlp, LayerNorm, Linear, RmsNorm, RotaryEmbedding,
     SwiGluMlp, Weight,
@@ -191,8 +194,61 @@ fn cross_entropy() {
     let logits = var(&[5, 7], 18);
     let targets = Tensor::new(&[0u32, 6, 3, 3, 1], &Device::Cpu).unwrap();
     check("cross-entropy", &[&logits], || {
-        candle_nn::loss::cross_entropy(logits.as_tensor(), &targets)?.reshape(1)
+        train::cross_entropy(logits.as_tensor(), &targets)?.reshape(1)
     });
+    // The fused loss is the composed log-softmax + gather.
+    let fused = train::cross_entropy(logits.as_tensor(), &targets).unwrap();
+    let composed = candle_nn::loss::cross_entropy(logits.as_tensor(), &targets).unwrap();
+    let (a, b) = (
+        fused.to_scalar::<f64>().unwrap(),
+        composed.to_scalar::<f64>().unwrap(),
+    );
+    assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+}
+
+/// The fused token-major kernel the attention layer trains with: its gradients, and its
+/// output against the (b, heads, t, d) reference formula.
+#[test]
+fn fused_causal_attention_with_and_without_gqa() {
+    let d = 4;
+    for (n_head, n_kv, t) in [(2, 2, 4), (4, 2, 3), (4, 1, 5)] {
+        let q = var(&[2, t, n_head * d], 20);
+        let k = var(&[2, t, n_kv * d], 21);
+        let v = var(&[2, t, n_kv * d], 22);
+        check(
+            &format!("fused attention {n_head}/{n_kv} heads, t = {t}"),
+            &[&q, &k, &v],
+            || train::causal_attention(q.as_tensor(), k.as_tensor(), v.as_tensor(), n_head, n_kv),
+        );
+        let heads = |x: &Var, n: usize| {
+            x.as_tensor()
+                .reshape((2, t, n, d))
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap()
+                .contiguous()
+                .unwrap()
+        };
+        let want =
+            scaled_dot_product_attention(&heads(&q, n_head), &heads(&k, n_kv), &heads(&v, n_kv), 0)
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap();
+        let got =
+            train::causal_attention(q.as_tensor(), k.as_tensor(), v.as_tensor(), n_head, n_kv)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap();
+        for (a, b) in got.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-12, "{n_head}/{n_kv}: {a} vs {b}");
+        }
+    }
 }
 
 #[test]

@@ -7,7 +7,52 @@
 use std::collections::HashMap;
 
 use candle_core::backprop::GradStore;
-use candle_core::{Tensor, Var};
+use candle_core::{DType, Tensor, Var, WithDType};
+
+/// The scalars of one step for one parameter.
+#[derive(Clone, Copy)]
+struct Coefs {
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    /// 1 − lr·wd, or 1 without decay.
+    decay: f64,
+    /// lr / (1 − β₁ᵗ)
+    step: f64,
+    inv_sqrt_bc2: f64,
+}
+
+/// One parameter's update in a single pass over w, g, m and v (in f64, stored back in the
+/// parameter's type); returns the new (w, m, v). As tensor ops the same update is a dozen
+/// passes and allocations per parameter.
+fn update<T: WithDType>(
+    w: &Tensor,
+    g: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    k: Coefs,
+) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    let host = |t: &Tensor| t.flatten_all()?.to_vec1::<T>();
+    let (mut w1, g, mut m1, mut v1) = (host(w)?, host(g)?, host(m)?, host(v)?);
+    if g.len() != w1.len() || m1.len() != w1.len() || v1.len() != w1.len() {
+        candle_core::bail!("AdamW: gradient or moments do not match the parameter's shape")
+    }
+    for i in 0..w1.len() {
+        let gi = g[i].to_f64();
+        let mi = k.beta1 * m1[i].to_f64() + (1.0 - k.beta1) * gi;
+        let vi = k.beta2 * v1[i].to_f64() + (1.0 - k.beta2) * gi * gi;
+        let denom = vi.sqrt() * k.inv_sqrt_bc2 + k.eps;
+        w1[i] = T::from_f64(w1[i].to_f64() * k.decay - k.step * mi / denom);
+        m1[i] = T::from_f64(mi);
+        v1[i] = T::from_f64(vi);
+    }
+    let shape = w.shape();
+    Ok((
+        Tensor::from_vec(w1, shape, w.device())?,
+        Tensor::from_vec(m1, shape, w.device())?,
+        Tensor::from_vec(v1, shape, w.device())?,
+    ))
+}
 
 /// Hyper-parameters (PyTorch's defaults except the decay nanoGPT uses).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -89,19 +134,29 @@ impl AdamW {
         } = self.cfg;
         let bc1 = 1.0 - beta1.powi(self.step as i32);
         let bc2 = 1.0 - beta2.powi(self.step as i32);
+        let k = Coefs {
+            beta1,
+            beta2,
+            eps,
+            decay: 1.0 - lr * weight_decay,
+            step: lr / bc1,
+            inv_sqrt_bc2: 1.0 / bc2.sqrt(),
+        };
         for p in &mut self.params {
             let Some(g) = grads.get(p.var.as_tensor()) else {
                 continue;
             };
-            p.m = ((&p.m * beta1)? + (g * (1.0 - beta1))?)?;
-            p.v = ((&p.v * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
-            let mut w = p.var.as_tensor().clone();
-            if p.decay && weight_decay != 0.0 {
-                w = (w * (1.0 - lr * weight_decay))?;
-            }
-            let denom = ((p.v.sqrt()? / bc2.sqrt())? + eps)?;
-            let update = ((&p.m / denom)? * (lr / bc1))?;
-            p.var.set(&(w - update)?)?;
+            let k = Coefs {
+                decay: if p.decay { k.decay } else { 1.0 },
+                ..k
+            };
+            let (w, m, v) = match p.var.dtype() {
+                DType::F32 => update::<f32>(p.var.as_tensor(), g, &p.m, &p.v, k)?,
+                DType::F64 => update::<f64>(p.var.as_tensor(), g, &p.m, &p.v, k)?,
+                other => candle_core::bail!("AdamW: parameters must be f32 or f64, not {other:?}"),
+            };
+            p.var.set(&w)?;
+            (p.m, p.v) = (m, v);
         }
         Ok(())
     }

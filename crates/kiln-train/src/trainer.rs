@@ -78,7 +78,7 @@ fn batch_loss(model: &Llama, b: &Batch, dev: &Device) -> Result<Tensor> {
     let logits = model.forward(&batch, &mut ForwardContext::no_cache())?;
     let v = model.config().vocab_size;
     let logits = logits.reshape((b.batch * b.ctx, v))?;
-    Ok(candle_nn::loss::cross_entropy(
+    Ok(kiln_model::kernels::train::cross_entropy(
         &logits,
         &targets.flatten_all()?,
     )?)

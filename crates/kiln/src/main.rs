@@ -1,6 +1,7 @@
 //! `kiln`: the LLM engineering loop in one binary. This file only wires subcommands to the
 //! library crates.
 
+mod allocator;
 mod cmd;
 mod common;
 mod train_bar;
@@ -45,6 +46,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    allocator::keep_freed_memory();
     let cli = Cli::parse();
     common::init(cli.threads, &cli.log);
     let result = match cli.command {

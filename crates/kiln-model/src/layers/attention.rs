@@ -37,8 +37,9 @@ impl Attention {
     }
 
     /// `x` is (b, t, hidden) at positions `start..start + t`. With a cache this is the
-    /// inference path (f16 keys and values, kiln's attention kernel); without one, plain
-    /// differentiable tensor ops in f32 (training, and the reference in tests).
+    /// inference path (f16 keys and values, kiln's attention kernel); without one, the
+    /// differentiable fused kernel over the t positions alone (training, and the reference
+    /// in tests).
     pub fn forward(
         &self,
         x: &Tensor,
@@ -50,23 +51,25 @@ impl Attention {
             return self.forward_cached(x, rope, start, cache);
         }
         let (b, t, _) = x.dims3()?;
-        let heads = |y: Tensor, n: usize| -> Result<Tensor> {
-            // (b, t, n * d) -> (b, n, t, d)
-            Ok(y.reshape((b, t, n, self.head_dim))?
-                .transpose(1, 2)?
-                .contiguous()?)
-        };
-        let q = heads(self.q_proj.forward(x)?, self.num_heads)?;
-        let k = heads(self.k_proj.forward(x)?, self.num_kv_heads)?;
-        let v = heads(self.v_proj.forward(x)?, self.num_kv_heads)?;
+        let d = self.head_dim;
+        let q = self.q_proj.forward(x)?;
+        let k = self.k_proj.forward(x)?;
+        let v = self.v_proj.forward(x)?;
         let (q, k) = match rope {
-            Some(r) => (r.apply(&q, start)?, r.apply(&k, start)?),
+            Some(r) => {
+                // RoPE runs per head: (b, t, n · d) -> (b, n, t, d) and back.
+                let rotate = |y: Tensor, n: usize| -> Result<Tensor> {
+                    let y = y.reshape((b, t, n, d))?.transpose(1, 2)?.contiguous()?;
+                    Ok(r.apply(&y, start)?
+                        .transpose(1, 2)?
+                        .reshape((b, t, n * d))?)
+                };
+                (rotate(q, self.num_heads)?, rotate(k, self.num_kv_heads)?)
+            }
             None => (q, k),
         };
-        let y = scaled_dot_product_attention(&q, &k, &v, start)?; // (b, n_head, t, d)
-        let y = y
-            .transpose(1, 2)?
-            .reshape((b, t, self.num_heads * self.head_dim))?;
+        let y =
+            crate::kernels::train::causal_attention(&q, &k, &v, self.num_heads, self.num_kv_heads)?;
         self.o_proj.forward(&y)
     }
 

@@ -124,7 +124,11 @@ impl Linear {
                 } else {
                     w.to_dtype(x.dtype())?
                 };
-                x.broadcast_matmul(&w.t()?)?
+                if x.track_op() || w.track_op() {
+                    crate::kernels::train::linear(x, &w)?
+                } else {
+                    x.broadcast_matmul(&w.t()?)?
+                }
             }
             (Weight::Quantized(_), None) => unreachable!("quantized weights always get a QMatMul"),
         };

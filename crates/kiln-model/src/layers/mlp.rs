@@ -71,9 +71,8 @@ impl GeluMlp {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let h = self.up_proj.forward(x)?;
         let h = if h.track_op() {
-            // candle's fused GELU backward rounds 1/sqrt(2π) to six digits; the composed
-            // form differentiates exactly: 0.5 · x · (1 + erf(x / √2)).
-            ((&h * 0.5)? * ((&h / std::f64::consts::SQRT_2)?.erf()? + 1.0)?)?
+            // candle's GELU backward rounds 1/sqrt(2π) to six digits; kiln's is exact.
+            crate::kernels::train::gelu(&h)?
         } else {
             h.gelu_erf()?
         };

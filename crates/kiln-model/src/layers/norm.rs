@@ -28,8 +28,7 @@ impl Module for RmsNorm {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let x = x.contiguous()?;
         if x.track_op() || self.weight.track_op() {
-            // Training: the differentiable composition.
-            candle_nn::ops::rms_norm_slow(&x, &self.weight, self.eps)
+            crate::kernels::train::rms_norm(&x, &self.weight, self.eps as f64)
         } else if x.dtype() == candle_core::DType::F32 && x.device().is_cpu() {
             x.apply_op2_no_bwd(&self.weight, &GgmlRmsNorm { eps: self.eps })
         } else {
@@ -109,7 +108,7 @@ impl Module for LayerNorm {
         let x = x.contiguous()?;
         let (w, b) = (&self.weight, &self.bias);
         if x.track_op() || w.track_op() || b.track_op() {
-            candle_nn::ops::layer_norm_slow(&x, w, b, self.eps)
+            crate::kernels::train::layer_norm(&x, w, b, self.eps as f64)
         } else {
             candle_nn::ops::layer_norm(&x, w, b, self.eps)
         }

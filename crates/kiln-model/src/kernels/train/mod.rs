@@ -1,0 +1,73 @@
+//! Training kernels: the fused forward and hand-written backward of the layers a small
+//! model's training step spends its time in (linear layers, LayerNorm, RMSNorm, exact GELU,
+//! causal attention, cross-entropy), as candle custom ops. Candle's composed versions make a graph
+//! node and a fresh tensor per elementary op, forward and backward; at a small GPT's shapes
+//! that overhead, not the arithmetic, was most of a step. Generic over f32 (training) and
+//! f64 (the finite-difference gradient checks run through this same code).
+
+mod attention;
+mod cross_entropy;
+mod gelu;
+mod linear;
+mod norm;
+mod real;
+mod strided;
+
+use candle_core::{Result, Tensor};
+
+pub use attention::CausalAttentionOp;
+pub use real::erf_f32;
+
+/// x (…, in) · W (out, in)ᵀ → (…, out), differentiable in both.
+pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let mut dims = x.dims().to_vec();
+    let k = dims.pop().unwrap_or(1);
+    let rows: usize = dims.iter().product();
+    dims.push(w.dim(0)?);
+    x.contiguous()?
+        .reshape((rows, k))?
+        .apply_op2(&w.contiguous()?, linear::LinearOp)?
+        .reshape(dims)
+}
+
+/// (x - mean) / sqrt(var + eps) · g + b over the last axis, differentiable.
+pub fn layer_norm(x: &Tensor, g: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
+    x.contiguous()?.apply_op3(g, b, norm::LayerNormOp { eps })
+}
+
+/// x / sqrt(mean(x²) + eps) · g over the last axis, differentiable.
+pub fn rms_norm(x: &Tensor, g: &Tensor, eps: f64) -> Result<Tensor> {
+    x.contiguous()?.apply_op2(g, norm::RmsNormOp { eps })
+}
+
+/// The exact (erf) GELU, differentiable.
+pub fn gelu(x: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(gelu::GeluOp)
+}
+
+/// Causal self-attention over token-major q (b, t, n_head · d) and k, v (b, t, n_kv · d),
+/// giving (b, t, n_head · d); differentiable.
+pub fn causal_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    n_head: usize,
+    n_kv: usize,
+) -> Result<Tensor> {
+    let head_dim = q.dim(2)? / n_head.max(1);
+    let op = CausalAttentionOp {
+        n_head,
+        n_kv,
+        head_dim,
+    };
+    q.contiguous()?
+        .apply_op3(&k.contiguous()?, &v.contiguous()?, op)
+}
+
+/// Mean cross-entropy of (n, vocab) logits against n target ids (u32), a scalar;
+/// differentiable in the logits.
+pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    logits
+        .contiguous()?
+        .apply_op2(&targets.contiguous()?, cross_entropy::CrossEntropyOp)
+}
