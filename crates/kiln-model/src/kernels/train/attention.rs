@@ -62,7 +62,7 @@ fn causal_softmax_lanes<T: Real>(s: &mut [T], t: usize) {
         }
         let inv = T::ONE / z;
         for v in seen.iter_mut() {
-            *v = *v * inv;
+            *v *= inv;
         }
         masked.fill(T::ZERO);
     }
@@ -73,7 +73,7 @@ impl CausalAttentionOp {
         let (b, t, qw) = q.shape().dims3()?;
         let (kb, kt, kw) = k.shape().dims3()?;
         let d = self.head_dim;
-        if self.n_kv == 0 || self.n_head % self.n_kv != 0 {
+        if self.n_kv == 0 || !self.n_head.is_multiple_of(self.n_kv) {
             candle_core::bail!(
                 "attention: {} heads over {} KV heads",
                 self.n_head,

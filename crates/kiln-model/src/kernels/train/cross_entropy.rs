@@ -21,7 +21,7 @@ fn softmax_row<T: Real>(x: &[T], p: &mut [T]) -> T {
     }
     let inv = T::ONE / z;
     for pv in p.iter_mut() {
-        *pv = *pv * inv;
+        *pv *= inv;
     }
     max + T::of(z.to_f64().ln())
 }
@@ -100,9 +100,9 @@ impl CustomOp2 for CrossEntropyOp {
             for (row, y) in dx.chunks_exact_mut(vocab).zip(ids) {
                 let logits = row.to_vec();
                 softmax_row(&logits, row);
-                row[*y as usize] = row[*y as usize] - T::ONE;
+                row[*y as usize] -= T::ONE;
                 for v in row.iter_mut() {
-                    *v = *v * g;
+                    *v *= g;
                 }
             }
             Tensor::from_vec(dx, x.shape(), x.device())

@@ -76,8 +76,18 @@ fn product<T: Real>(
     dst
 }
 
-/// x (rows, in) · W (out, in)ᵀ → (rows, out).
+/// x (…, in) · W (out, in)ᵀ → (…, out). Leading axes are read as rows in place, so no
+/// reshape nodes (each another zeroed gradient and add in backward) surround the product.
 pub struct LinearOp;
+
+/// (rows, in) of an input of shape (…, in).
+fn rows_and_width(shape: &Shape) -> candle_core::Result<(usize, usize)> {
+    let dims = shape.dims();
+    let Some(&k) = dims.last() else {
+        candle_core::bail!("linear: a scalar input")
+    };
+    Ok((dims[..dims.len() - 1].iter().product(), k))
+}
 
 impl CustomOp2 for LinearOp {
     fn name(&self) -> &'static str {
@@ -91,7 +101,7 @@ impl CustomOp2 for LinearOp {
         ws: &CpuStorage,
         wl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (rows, k) = xl.shape().dims2()?;
+        let (rows, k) = rows_and_width(xl.shape())?;
         let (out, wk) = wl.shape().dims2()?;
         if wk != k {
             candle_core::bail!(
@@ -113,7 +123,11 @@ impl CustomOp2 for LinearOp {
             CpuStorage::F64(_) => run::<f64>(s, (rows, k, out))?,
             _ => run::<f32>(s, (rows, k, out))?,
         };
-        Ok((y, Shape::from((rows, out))))
+        let mut dims = xl.shape().dims().to_vec();
+        if let Some(last) = dims.last_mut() {
+            *last = out;
+        }
+        Ok((y, Shape::from(dims)))
     }
 
     fn bwd(
@@ -123,7 +137,7 @@ impl CustomOp2 for LinearOp {
         _y: &Tensor,
         dy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let (rows, k) = x.dims2()?;
+        let (rows, k) = rows_and_width(x.shape())?;
         let out = w.dim(0)?;
         fn run<T: Real>(
             [x, w, dy]: [&Tensor; 3],

@@ -20,14 +20,8 @@ pub use real::erf_f32;
 
 /// x (…, in) · W (out, in)ᵀ → (…, out), differentiable in both.
 pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    let mut dims = x.dims().to_vec();
-    let k = dims.pop().unwrap_or(1);
-    let rows: usize = dims.iter().product();
-    dims.push(w.dim(0)?);
     x.contiguous()?
-        .reshape((rows, k))?
-        .apply_op2(&w.contiguous()?, linear::LinearOp)?
-        .reshape(dims)
+        .apply_op2(&w.contiguous()?, linear::LinearOp)
 }
 
 /// (x - mean) / sqrt(var + eps) · g + b over the last axis, differentiable.

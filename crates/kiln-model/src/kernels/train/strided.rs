@@ -49,6 +49,7 @@ impl View {
 ///
 /// # Safety
 /// `dst` points to at least `d.end()` elements that no other thread touches during the call.
+#[allow(clippy::too_many_arguments)]
 pub unsafe fn matmul<T: Real>(
     dst: *mut T,
     d: View,
