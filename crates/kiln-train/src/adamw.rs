@@ -142,21 +142,43 @@ impl AdamW {
             step: lr / bc1,
             inv_sqrt_bc2: 1.0 / bc2.sqrt(),
         };
-        for p in &mut self.params {
+        // Parameters update independently: one task each on candle's worker pool (the
+        // largest take longest, and the pool hands out tasks dynamically).
+        type Updated = candle_core::Result<Option<(Tensor, Tensor, Tensor)>>;
+        let results: Vec<std::sync::Mutex<Option<Updated>>> =
+            self.params.iter().map(|_| std::sync::Mutex::new(None)).collect();
+        let params = &self.params;
+        let one = |i: usize| -> Updated {
+            let p = &params[i];
             let Some(g) = grads.get(p.var.as_tensor()) else {
-                continue;
+                return Ok(None);
             };
             let k = Coefs {
                 decay: if p.decay { k.decay } else { 1.0 },
                 ..k
             };
-            let (w, m, v) = match p.var.dtype() {
+            Ok(Some(match p.var.dtype() {
                 DType::F32 => update::<f32>(p.var.as_tensor(), g, &p.m, &p.v, k)?,
                 DType::F64 => update::<f64>(p.var.as_tensor(), g, &p.m, &p.v, k)?,
                 other => candle_core::bail!("AdamW: parameters must be f32 or f64, not {other:?}"),
-            };
-            p.var.set(&w)?;
-            (p.m, p.v) = (m, v);
+            }))
+        };
+        candle_core::utils::barrier_pool().execute_chunked(params.len(), |range| {
+            for i in range {
+                let r = one(i);
+                if let Ok(mut slot) = results[i].lock() {
+                    *slot = Some(r);
+                }
+            }
+        });
+        for (p, slot) in self.params.iter_mut().zip(results) {
+            let r = slot
+                .into_inner()
+                .map_err(|_| candle_core::Error::Msg("AdamW: an update task panicked".into()))?;
+            if let Some((w, m, v)) = r.transpose()?.flatten() {
+                p.var.set(&w)?;
+                (p.m, p.v) = (m, v);
+            }
         }
         Ok(())
     }

@@ -110,6 +110,14 @@ impl Linear {
         &self.weight
     }
 
+    /// The weight, when it is dense and the layer has no bias (the fused training ops' case).
+    pub fn dense_unbiased(&self) -> Option<&Tensor> {
+        match (&self.weight, &self.bias) {
+            (Weight::Dense(w), None) => Some(w),
+            _ => None,
+        }
+    }
+
     pub fn out_features(&self) -> usize {
         self.weight.dims()[0]
     }

@@ -69,6 +69,14 @@ impl GeluMlp {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let (Some(up), Some(down)) = (
+            self.up_proj.dense_unbiased(),
+            self.down_proj.dense_unbiased(),
+        ) {
+            if x.track_op() || up.track_op() || down.track_op() {
+                return Ok(crate::kernels::train::gelu_mlp(x, up, down)?);
+            }
+        }
         let h = self.up_proj.forward(x)?;
         let h = if h.track_op() {
             // candle's GELU backward rounds 1/sqrt(2π) to six digits; kiln's is exact.

@@ -23,7 +23,7 @@ fn par_chunks(n: usize, f: impl Fn(std::ops::Range<usize>) + Sync) {
     });
 }
 
-fn gelu_fwd<T: Real>(x: &[T]) -> Vec<T> {
+pub(super) fn gelu_fwd<T: Real>(x: &[T]) -> Vec<T> {
     let mut y = vec![T::ZERO; x.len()];
     let out = SharedOut(y.as_mut_ptr());
     par_chunks(x.len(), |r| {
@@ -34,7 +34,7 @@ fn gelu_fwd<T: Real>(x: &[T]) -> Vec<T> {
     y
 }
 
-fn gelu_bwd<T: Real>(x: &[T], dy: &[T]) -> Vec<T> {
+pub(super) fn gelu_bwd<T: Real>(x: &[T], dy: &[T]) -> Vec<T> {
     let mut dx = vec![T::ZERO; x.len()];
     let out = SharedOut(dx.as_mut_ptr());
     par_chunks(x.len(), |r| {

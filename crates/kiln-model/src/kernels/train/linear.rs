@@ -12,7 +12,7 @@ use super::real::{borrow, Real, SharedOut};
 /// Blocks of dst rows go to candle's worker pool, one single-threaded gemm each: the same
 /// pool as every other op of the step, where gemm's own rayon threads would spin against
 /// it for the two cores.
-fn product<T: Real>(
+pub(super) fn product<T: Real>(
     (m, n, k): (usize, usize, usize),
     a: &[T],
     (a_rs, a_cs): (usize, usize),

@@ -8,6 +8,7 @@
 mod attention;
 mod cross_entropy;
 mod gelu;
+mod gelu_mlp;
 mod linear;
 mod norm;
 mod real;
@@ -32,6 +33,16 @@ pub fn layer_norm(x: &Tensor, g: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor
 /// x / sqrt(mean(x²) + eps) · g over the last axis, differentiable.
 pub fn rms_norm(x: &Tensor, g: &Tensor, eps: f64) -> Result<Tensor> {
     x.contiguous()?.apply_op2(g, norm::RmsNormOp { eps })
+}
+
+/// GPT-2's MLP, gelu(x·Uᵀ)·Dᵀ for x (…, d), up U (f, d) and down D (d, f), as one
+/// differentiable node.
+pub fn gelu_mlp(x: &Tensor, up: &Tensor, down: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op3(
+        &up.contiguous()?,
+        &down.contiguous()?,
+        gelu_mlp::GeluMlpOp::default(),
+    )
 }
 
 /// The exact (erf) GELU, differentiable.
