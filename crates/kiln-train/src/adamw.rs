@@ -145,8 +145,11 @@ impl AdamW {
         // Parameters update independently: one task each on candle's worker pool (the
         // largest take longest, and the pool hands out tasks dynamically).
         type Updated = candle_core::Result<Option<(Tensor, Tensor, Tensor)>>;
-        let results: Vec<std::sync::Mutex<Option<Updated>>> =
-            self.params.iter().map(|_| std::sync::Mutex::new(None)).collect();
+        let results: Vec<std::sync::Mutex<Option<Updated>>> = self
+            .params
+            .iter()
+            .map(|_| std::sync::Mutex::new(None))
+            .collect();
         let params = &self.params;
         let one = |i: usize| -> Updated {
             let p = &params[i];
