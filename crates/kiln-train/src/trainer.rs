@@ -158,7 +158,11 @@ pub fn train(
                 None => l,
             });
         }
-        let total = total.expect("grad_accum >= 1");
+        let Some(total) = total else {
+            return Err(TrainError::InvalidArgument(
+                "[train] grad_accum must be >= 1".into(),
+            ));
+        };
         let mut grads = total.backward()?;
         let grad_norm = clip_grad_norm(&mut grads, &vars, t.grad_clip)?;
         opt.step(&grads, lr)?;

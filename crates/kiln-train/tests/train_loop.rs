@@ -1,8 +1,11 @@
 //! `train` end to end on a tiny character corpus: the loss falls, an interrupted run resumed
 //! from its checkpoint reproduces the uninterrupted run's losses exactly, a checkpoint from
-//! another model is refused by name, and the run directory loads as a model.
+//! another model is refused by name, a stopped (Ctrl-C) run resumes onto the same curve, and
+//! the run directory loads as a model.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use kiln_model::CausalLM;
 use kiln_train::{
@@ -131,4 +134,72 @@ fn run_directory_loads_as_a_model() {
     assert_eq!(m.model.config().num_layers, 2);
     let ids = m.tokenizer.encode("To be", false, false).unwrap();
     assert_eq!(m.tokenizer.decode(&ids).unwrap(), "To be");
+}
+
+fn is_png(path: &Path) -> bool {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 10_000
+}
+
+/// The stop flag (what Ctrl-C sets in `kiln train`): a run stopped mid-way checkpoints the
+/// step it completed, exports the run directory and draws `loss.png`, and `resume` then
+/// continues the very same loss curve as a run that was never stopped.
+#[test]
+fn stop_flag_checkpoints_and_resume_continues_the_same_curve() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path());
+    let cfg = config(
+        &data,
+        "norm = \"layernorm\"\nposition = \"learned\"\nmlp = \"gelu\"",
+    );
+
+    let whole_dir = dir.path().join("whole");
+    let opts = TrainOptions {
+        out: whole_dir.clone(),
+        ..Default::default()
+    };
+    let mut whole = vec![];
+    let report = train(&cfg, &opts, |m| whole.push(m.loss)).unwrap();
+    assert!(!report.interrupted);
+    assert_eq!(whole.len(), 20);
+    assert!(is_png(&whole_dir.join("loss.png")), "no loss.png");
+
+    // Stop at step 7: between checkpoints, so the stop itself must write one.
+    let split = dir.path().join("split");
+    let stop = Arc::new(AtomicBool::new(false));
+    let opts = TrainOptions {
+        out: split.clone(),
+        stop: Some(stop.clone()),
+        ..Default::default()
+    };
+    let mut first = vec![];
+    let report = train(&cfg, &opts, |m| {
+        first.push(m.loss);
+        if m.step == 7 {
+            stop.store(true, Ordering::SeqCst);
+        }
+    })
+    .unwrap();
+    assert!(report.interrupted);
+    assert_eq!(report.steps, 7);
+    assert_eq!(first, whole[..7]);
+    assert!(split.join("checkpoints/step-000007").is_dir());
+    assert!(split.join("model.safetensors").is_file(), "not exported");
+    assert!(
+        is_png(&split.join("loss.png")),
+        "no loss.png after the stop"
+    );
+
+    let opts = TrainOptions {
+        out: split.clone(),
+        resume: true,
+        ..Default::default()
+    };
+    let mut rest = vec![];
+    let report = train(&cfg, &opts, |m| rest.push(m.loss)).unwrap();
+    assert!(!report.interrupted);
+    assert_eq!(report.steps, 20);
+    assert_eq!(rest, whole[7..], "resumed losses differ");
+    let lines = std::fs::read_to_string(split.join("metrics.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 20);
 }

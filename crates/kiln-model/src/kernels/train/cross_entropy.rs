@@ -97,8 +97,9 @@ impl CustomOp2 for CrossEntropyOp {
             let g = dloss.to_dtype(T::DTYPE)?.flatten_all()?.to_vec1::<T>()?[0]
                 * T::of(1.0 / n.max(1) as f64);
             let mut dx = x.flatten_all()?.to_vec1::<T>()?;
+            let mut logits = vec![T::ZERO; vocab];
             for (row, y) in dx.chunks_exact_mut(vocab).zip(ids) {
-                let logits = row.to_vec();
+                logits.copy_from_slice(row);
                 softmax_row(&logits, row);
                 row[*y as usize] -= T::ONE;
                 for v in row.iter_mut() {

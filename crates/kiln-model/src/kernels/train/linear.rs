@@ -164,6 +164,8 @@ impl CustomOp2 for LinearOp {
 mod tests {
     use candle_core::{Device, Tensor, Var};
 
+    use super::super::testing::assert_same_value_and_grads;
+
     /// Large enough to split over the worker pool: value and gradients against candle's
     /// matmul, in f64.
     #[test]
@@ -177,30 +179,6 @@ mod tests {
             .as_tensor()
             .broadcast_matmul(&w.as_tensor().t().unwrap())
             .unwrap();
-        let diff = |a: &Tensor, b: &Tensor| {
-            (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f64>()
-                .unwrap()
-        };
-        assert!(diff(&ours, &theirs) < 1e-10);
-        let go = (ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
-        let gt = (theirs * &r)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        for v in [&x, &w] {
-            let d = diff(
-                go.get(v.as_tensor()).unwrap(),
-                gt.get(v.as_tensor()).unwrap(),
-            );
-            assert!(d < 1e-10, "gradient differs by {d:e}");
-        }
+        assert_same_value_and_grads(&ours, &theirs, &r, &[&x, &w]);
     }
 }

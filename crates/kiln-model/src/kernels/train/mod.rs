@@ -76,3 +76,32 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
         .contiguous()?
         .apply_op2(&targets.contiguous()?, cross_entropy::CrossEntropyOp)
 }
+
+#[cfg(test)]
+mod testing {
+    use candle_core::{Tensor, Var};
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+        (a - b)
+            .and_then(|d| d.abs())
+            .and_then(|d| d.max_all())
+            .and_then(|d| d.to_scalar::<f64>())
+            .expect("comparable f64 tensors")
+    }
+
+    /// `ours` and `theirs` (f64) agree in value and, reduced with weights `r`, in the
+    /// gradient of every one of `vars`, to 1e-10.
+    pub fn assert_same_value_and_grads(ours: &Tensor, theirs: &Tensor, r: &Tensor, vars: &[&Var]) {
+        let d = max_diff(ours, theirs);
+        assert!(d < 1e-10, "values differ by {d:e}");
+        let grads = |t: &Tensor| (t * r).unwrap().sum_all().unwrap().backward().unwrap();
+        let (go, gt) = (grads(ours), grads(theirs));
+        for (i, v) in vars.iter().enumerate() {
+            let d = max_diff(
+                go.get(v.as_tensor()).unwrap(),
+                gt.get(v.as_tensor()).unwrap(),
+            );
+            assert!(d < 1e-10, "gradient of input {i} differs by {d:e}");
+        }
+    }
+}

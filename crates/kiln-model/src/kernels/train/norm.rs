@@ -176,6 +176,70 @@ fn check_last_dim(l: &Layout, n: usize, op: &str) -> candle_core::Result<()> {
     Ok(())
 }
 
+/// The forward pass of either norm on candle's storage (`b` only for LayerNorm).
+fn forward_storage(
+    name: &str,
+    x: (&CpuStorage, &Layout),
+    g: (&CpuStorage, &Layout),
+    b: Option<(&CpuStorage, &Layout)>,
+    eps: f64,
+) -> candle_core::Result<CpuStorage> {
+    fn run<T: Real>(
+        name: &str,
+        x: (&CpuStorage, &Layout),
+        g: (&CpuStorage, &Layout),
+        b: Option<(&CpuStorage, &Layout)>,
+        eps: f64,
+    ) -> candle_core::Result<CpuStorage> {
+        let xs = T::slice(x.0, x.1, name)?;
+        let gs = T::slice(g.0, g.1, name)?;
+        let bs = b.map(|b| T::slice(b.0, b.1, name)).transpose()?;
+        check_last_dim(x.1, gs.len(), name)?;
+        // LayerNorm is the centred norm with a bias; RMSNorm neither.
+        Ok(T::storage(forward(xs, gs, bs, eps, b.is_some())))
+    }
+    match x.0 {
+        CpuStorage::F64(_) => run::<f64>(name, x, g, b, eps),
+        _ => run::<f32>(name, x, g, b, eps),
+    }
+}
+
+/// The backward pass of either norm: (dx, dg, db).
+fn backward_tensors(
+    x: &Tensor,
+    g: &Tensor,
+    dy: &Tensor,
+    eps: f64,
+    centred: bool,
+) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    fn run<T: Real>(
+        x: &Tensor,
+        g: &Tensor,
+        dy: &Tensor,
+        eps: f64,
+        centred: bool,
+    ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+        let (xc, gc, dyc) = (x.contiguous()?, g.contiguous()?, dy.contiguous()?);
+        let (xb, gb, dyb) = (borrow(&xc), borrow(&gc), borrow(&dyc));
+        let (dx, dg, db) = backward(
+            xb.slice::<T>()?,
+            gb.slice::<T>()?,
+            dyb.slice::<T>()?,
+            eps,
+            centred,
+        );
+        Ok((
+            Tensor::from_vec(dx, x.shape(), x.device())?,
+            Tensor::from_vec(dg, g.shape(), g.device())?,
+            Tensor::from_vec(db, g.shape(), g.device())?,
+        ))
+    }
+    match x.dtype() {
+        candle_core::DType::F64 => run::<f64>(x, g, dy, eps, centred),
+        _ => run::<f32>(x, g, dy, eps, centred),
+    }
+}
+
 /// (x - mean) / sqrt(var + eps) · g + b over the last axis.
 pub struct LayerNormOp {
     pub eps: f64,
@@ -195,23 +259,8 @@ impl CustomOp3 for LayerNormOp {
         bs: &CpuStorage,
         bl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        fn run<T: Real>(
-            op: &LayerNormOp,
-            s: [(&CpuStorage, &Layout); 3],
-        ) -> candle_core::Result<CpuStorage> {
-            let name = op.name();
-            let x = T::slice(s[0].0, s[0].1, name)?;
-            let g = T::slice(s[1].0, s[1].1, name)?;
-            let b = T::slice(s[2].0, s[2].1, name)?;
-            check_last_dim(s[0].1, g.len(), name)?;
-            Ok(T::storage(forward(x, g, Some(b), op.eps, true)))
-        }
-        let s = [(xs, xl), (gs, gl), (bs, bl)];
-        let out = match xs {
-            CpuStorage::F64(_) => run::<f64>(self, s)?,
-            _ => run::<f32>(self, s)?,
-        };
-        Ok((out, xl.shape().clone()))
+        let y = forward_storage(self.name(), (xs, xl), (gs, gl), Some((bs, bl)), self.eps)?;
+        Ok((y, xl.shape().clone()))
     }
 
     fn bwd(
@@ -222,31 +271,8 @@ impl CustomOp3 for LayerNormOp {
         _y: &Tensor,
         dy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        fn run<T: Real>(
-            x: &Tensor,
-            g: &Tensor,
-            dy: &Tensor,
-            eps: f64,
-        ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-            let (xc, gc, dyc) = (x.contiguous()?, g.contiguous()?, dy.contiguous()?);
-            let (xb, gb, dyb) = (borrow(&xc), borrow(&gc), borrow(&dyc));
-            let (dx, dg, db) = backward(
-                xb.slice::<T>()?,
-                gb.slice::<T>()?,
-                dyb.slice::<T>()?,
-                eps,
-                true,
-            );
-            Ok((
-                Some(Tensor::from_vec(dx, x.shape(), x.device())?),
-                Some(Tensor::from_vec(dg, g.shape(), g.device())?),
-                Some(Tensor::from_vec(db, g.shape(), g.device())?),
-            ))
-        }
-        match x.dtype() {
-            candle_core::DType::F64 => run::<f64>(x, g, dy, self.eps),
-            _ => run::<f32>(x, g, dy, self.eps),
-        }
+        let (dx, dg, db) = backward_tensors(x, g, dy, self.eps, true)?;
+        Ok((Some(dx), Some(dg), Some(db)))
     }
 }
 
@@ -267,22 +293,8 @@ impl CustomOp2 for RmsNormOp {
         gs: &CpuStorage,
         gl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        fn run<T: Real>(
-            op: &RmsNormOp,
-            s: [(&CpuStorage, &Layout); 2],
-        ) -> candle_core::Result<CpuStorage> {
-            let name = op.name();
-            let x = T::slice(s[0].0, s[0].1, name)?;
-            let g = T::slice(s[1].0, s[1].1, name)?;
-            check_last_dim(s[0].1, g.len(), name)?;
-            Ok(T::storage(forward(x, g, None, op.eps, false)))
-        }
-        let s = [(xs, xl), (gs, gl)];
-        let out = match xs {
-            CpuStorage::F64(_) => run::<f64>(self, s)?,
-            _ => run::<f32>(self, s)?,
-        };
-        Ok((out, xl.shape().clone()))
+        let y = forward_storage(self.name(), (xs, xl), (gs, gl), None, self.eps)?;
+        Ok((y, xl.shape().clone()))
     }
 
     fn bwd(
@@ -292,36 +304,17 @@ impl CustomOp2 for RmsNormOp {
         _y: &Tensor,
         dy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        fn run<T: Real>(
-            x: &Tensor,
-            g: &Tensor,
-            dy: &Tensor,
-            eps: f64,
-        ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-            let (xc, gc, dyc) = (x.contiguous()?, g.contiguous()?, dy.contiguous()?);
-            let (xb, gb, dyb) = (borrow(&xc), borrow(&gc), borrow(&dyc));
-            let (dx, dg, _) = backward(
-                xb.slice::<T>()?,
-                gb.slice::<T>()?,
-                dyb.slice::<T>()?,
-                eps,
-                false,
-            );
-            Ok((
-                Some(Tensor::from_vec(dx, x.shape(), x.device())?),
-                Some(Tensor::from_vec(dg, g.shape(), g.device())?),
-            ))
-        }
-        match x.dtype() {
-            candle_core::DType::F64 => run::<f64>(x, g, dy, self.eps),
-            _ => run::<f32>(x, g, dy, self.eps),
-        }
+        let (dx, dg, _) = backward_tensors(x, g, dy, self.eps, false)?;
+        Ok((Some(dx), Some(dg)))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use candle_core::{Device, Tensor, Var};
+
+    use super::super::testing::assert_same_value_and_grads;
+    use super::super::{layer_norm, rms_norm};
 
     /// Many rows (several parallel chunks) against candle's composed norms, value and
     /// gradients, in f64.
@@ -332,45 +325,12 @@ mod tests {
         let g = Var::from_tensor(&Tensor::randn(1f64, 0.1, 16, &dev).unwrap()).unwrap();
         let b = Var::from_tensor(&Tensor::randn(0f64, 0.1, 16, &dev).unwrap()).unwrap();
         let r = Tensor::randn(0f64, 1.0, (3, 70, 16), &dev).unwrap();
-        let close = |a: &Tensor, b: &Tensor, what: &str| {
-            let d = (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f64>()
-                .unwrap();
-            assert!(d < 1e-10, "{what}: max diff {d:e}");
-        };
         let (xt, gt, bt) = (x.as_tensor(), g.as_tensor(), b.as_tensor());
-        for rms in [false, true] {
-            let ours = if rms {
-                super::super::rms_norm(xt, gt, 1e-5).unwrap()
-            } else {
-                super::super::layer_norm(xt, gt, bt, 1e-5).unwrap()
-            };
-            let theirs = if rms {
-                candle_nn::ops::rms_norm_slow(xt, gt, 1e-5).unwrap()
-            } else {
-                candle_nn::ops::layer_norm_slow(xt, gt, bt, 1e-5).unwrap()
-            };
-            close(&ours, &theirs, "forward");
-            let go = (ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
-            let gt_ = (theirs * &r)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let vars: &[&Var] = if rms { &[&x, &g] } else { &[&x, &g, &b] };
-            for v in vars {
-                close(
-                    go.get(v.as_tensor()).unwrap(),
-                    gt_.get(v.as_tensor()).unwrap(),
-                    "gradient",
-                );
-            }
-        }
+        let ours = layer_norm(xt, gt, bt, 1e-5).unwrap();
+        let theirs = candle_nn::ops::layer_norm_slow(xt, gt, bt, 1e-5).unwrap();
+        assert_same_value_and_grads(&ours, &theirs, &r, &[&x, &g, &b]);
+        let ours = rms_norm(xt, gt, 1e-5).unwrap();
+        let theirs = candle_nn::ops::rms_norm_slow(xt, gt, 1e-5).unwrap();
+        assert_same_value_and_grads(&ours, &theirs, &r, &[&x, &g]);
     }
 }

@@ -5,10 +5,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args as ClapArgs;
 use kiln_train::ablate::{run_ablation, Vary};
-use kiln_train::study::StudyOptions;
 use kiln_train::TrainConfig;
 
-use super::{default_out, stop_flag, study_progress};
+use super::{study_options, study_progress};
 use crate::common::print_json;
 
 /// Train variants of one config (same seed, same data) and compare their val loss.
@@ -58,12 +57,8 @@ pub fn run(a: Args) -> Result<()> {
         .map(|v| v.parse::<Vary>())
         .collect::<Result<Vec<_>, _>>()?;
     let cfg = TrainConfig::load(&a.config)?;
-    let out = a.out.unwrap_or_else(|| default_out(&a.config, "-ablate"));
-    let opts = StudyOptions {
-        out: out.clone(),
-        steps: a.steps,
-        stop: Some(stop_flag()?),
-    };
+    let opts = study_options(&a.config, a.out, "-ablate", a.steps)?;
+    let out = opts.out.clone();
     let mut progress = study_progress(a.json);
     let report = run_ablation(&cfg, &vary, &opts, &mut |p| progress(p))?;
     if a.json {

@@ -89,6 +89,20 @@ fn default_out(config: &Path, suffix: &str) -> PathBuf {
     PathBuf::from("runs").join(format!("{stem}{suffix}"))
 }
 
+/// Where a study (ablate, sweep) writes, with Ctrl-C wired to stop it cleanly.
+fn study_options(
+    config: &Path,
+    out: Option<PathBuf>,
+    suffix: &str,
+    steps: Option<u64>,
+) -> Result<kiln_train::study::StudyOptions> {
+    Ok(kiln_train::study::StudyOptions {
+        out: out.unwrap_or_else(|| default_out(config, suffix)),
+        steps,
+        stop: Some(stop_flag()?),
+    })
+}
+
 fn train(a: RunArgs) -> Result<()> {
     let config = a.config.context("--config is required")?;
     let cfg = TrainConfig::load(&config)?;

@@ -4,11 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args as ClapArgs;
-use kiln_train::study::StudyOptions;
 use kiln_train::sweep::{parse_sizes, run_sweep};
 use kiln_train::TrainConfig;
 
-use super::{default_out, stop_flag, study_progress};
+use super::{study_options, study_progress};
 use crate::common::print_json;
 
 /// Train one config at 3 or more model sizes and fit L(C) = a·C^(-b) + c.
@@ -51,12 +50,8 @@ pub fn run(a: Args) -> Result<()> {
     // Sizes first: a bad list should fail before any config or data is read.
     let sizes = parse_sizes(&a.sizes)?;
     let cfg = TrainConfig::load(&a.config)?;
-    let out = a.out.unwrap_or_else(|| default_out(&a.config, "-sweep"));
-    let opts = StudyOptions {
-        out: out.clone(),
-        steps: a.steps,
-        stop: Some(stop_flag()?),
-    };
+    let opts = study_options(&a.config, a.out, "-sweep", a.steps)?;
+    let out = opts.out.clone();
     let mut progress = study_progress(a.json);
     let report = run_sweep(&cfg, &sizes, &opts, &mut |p| progress(p))?;
     if a.json {
