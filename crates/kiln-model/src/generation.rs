@@ -21,6 +21,13 @@ pub struct GenerateOptions {
     pub stop: Vec<String>,
     /// Stop at the model's end-of-sequence tokens (off to force exactly `max_tokens`).
     pub stop_at_eos: bool,
+    /// Go past the model's context: the prompt is cut to its newest `context` tokens, and
+    /// whenever the cache is full generation restarts from the newest half of the text
+    /// (llama.cpp's context shift, recomputed rather than shifted so learned position tables
+    /// restart too). For short-context models, such as nanoGPT-style character models (64
+    /// positions) whose samples are longer than what they see at once. Off: the prompt plus
+    /// `max_tokens` must fit the context.
+    pub sliding_window: bool,
 }
 
 impl Default for GenerateOptions {
@@ -30,6 +37,7 @@ impl Default for GenerateOptions {
             sampling: SamplingParams::default(),
             stop: vec![],
             stop_at_eos: true,
+            sliding_window: false,
         }
     }
 }
@@ -68,43 +76,17 @@ pub fn last_logits(logits: &Tensor) -> Result<Vec<f32>> {
 }
 
 /// Generates a continuation of `prompt_ids`, calling `on_text` with each piece of text as it
-/// becomes final. The prompt plus `max_tokens` must fit the model's context.
+/// becomes final. The prompt plus `max_tokens` must fit the model's context unless
+/// `opts.sliding_window`.
 pub fn generate(
     model: &dyn CausalLM,
     tokenizer: &Tokenizer,
     prompt_ids: &[u32],
     opts: &GenerateOptions,
     device: &candle_core::Device,
-    on_text: impl FnMut(&str),
-) -> Result<Generation> {
-    generate_inner(model, tokenizer, prompt_ids, opts, device, false, on_text)
-}
-
-/// [`generate`] past the model's context: the prompt is cut to its newest `context` tokens,
-/// and whenever the cache is full it restarts from the newest half of the text (llama.cpp's
-/// context shift, recomputed rather than shifted so learned position tables restart too).
-/// For models with short contexts, such as nanoGPT-style character models (64 positions),
-/// whose samples are longer than what they can see at once, as in nanoGPT's `sample.py`.
-pub fn generate_sliding(
-    model: &dyn CausalLM,
-    tokenizer: &Tokenizer,
-    prompt_ids: &[u32],
-    opts: &GenerateOptions,
-    device: &candle_core::Device,
-    on_text: impl FnMut(&str),
-) -> Result<Generation> {
-    generate_inner(model, tokenizer, prompt_ids, opts, device, true, on_text)
-}
-
-fn generate_inner(
-    model: &dyn CausalLM,
-    tokenizer: &Tokenizer,
-    prompt_ids: &[u32],
-    opts: &GenerateOptions,
-    device: &candle_core::Device,
-    slide: bool,
     mut on_text: impl FnMut(&str),
 ) -> Result<Generation> {
+    let slide = opts.sliding_window;
     let ctx_len = model.config().max_position_embeddings;
     if prompt_ids.is_empty() {
         return Err(ModelError::Tokenizer("the prompt has no tokens".into()));

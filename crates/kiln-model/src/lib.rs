@@ -23,7 +23,7 @@ pub use causal_lm::{Batch, CausalLM, ForwardContext, LogitsMode};
 pub use chat_template::{ChatMessage, ChatTemplate};
 pub use config::{HfLlamaConfig, ModelConfig};
 pub use error::{ModelError, Result};
-pub use generation::{generate, generate_sliding, FinishReason, GenerateOptions, Generation};
+pub use generation::{generate, FinishReason, GenerateOptions, Generation};
 pub use kv_cache::KvCache;
 pub use llama::Llama;
 pub use loader::{load, load_tokenizer, LoadedModel, ModelInfo};

@@ -65,6 +65,7 @@ pub fn run(a: Args) -> Result<()> {
         sampling: params,
         stop: a.sampling.stop.clone(),
         stop_at_eos: true,
+        sliding_window: false,
     };
     let reply = |messages: &mut Vec<ChatMessage>, user: String| -> Result<()> {
         messages.push(ChatMessage::new("user", user));
@@ -88,8 +89,11 @@ pub fn run(a: Args) -> Result<()> {
                     .map(|m| format!("{}\n", m.content))
                     .collect();
                 let ids = m.tokenizer.encode(&text, true, false)?;
-                let (model, tok, dev) = (&m.model, &m.tokenizer, &m.device);
-                kiln_model::generate_sliding(model, tok, &ids, &opts, dev, on_text)?
+                let opts = GenerateOptions {
+                    sliding_window: true,
+                    ..opts.clone()
+                };
+                kiln_model::generate(&m.model, &m.tokenizer, &ids, &opts, &m.device, on_text)?
             }
         };
         println!();

@@ -61,6 +61,7 @@ pub fn run(a: Args) -> Result<()> {
         },
         stop: vec![],
         stop_at_eos: true,
+        sliding_window: false,
     };
     let g = kiln_model::generate(&m.model, &m.tokenizer, &ids, &opts, &m.device, |_| {})?;
     println!(

@@ -48,6 +48,7 @@ pub fn run(a: Args) -> Result<()> {
         sampling: params,
         stop: a.sampling.stop.clone(),
         stop_at_eos: !a.ignore_eos,
+        sliding_window: a.sliding_window,
     };
     let mut out = std::io::stdout();
     let json = a.json;
@@ -57,31 +58,20 @@ pub fn run(a: Args) -> Result<()> {
             let _ = out.flush();
         }
     };
-    let g = if a.sliding_window {
-        kiln_model::generate_sliding(
-            &m.model,
-            &m.tokenizer,
-            &prompt_ids,
-            &opts,
-            &m.device,
-            on_text,
-        )?
-    } else {
-        kiln_model::generate(
-            &m.model,
-            &m.tokenizer,
-            &prompt_ids,
-            &opts,
-            &m.device,
-            on_text,
-        )
-        .map_err(|e| match e {
-            ModelError::ContextOverflow { .. } => {
-                anyhow::anyhow!("{e} (--sliding-window generates past it)")
-            }
-            e => e.into(),
-        })?
-    };
+    let g = kiln_model::generate(
+        &m.model,
+        &m.tokenizer,
+        &prompt_ids,
+        &opts,
+        &m.device,
+        on_text,
+    )
+    .map_err(|e| match e {
+        ModelError::ContextOverflow { .. } => {
+            anyhow::anyhow!("{e} (--sliding-window generates past it)")
+        }
+        e => e.into(),
+    })?;
     if json {
         print_json(&g)?;
     } else {

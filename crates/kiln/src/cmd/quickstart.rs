@@ -228,10 +228,11 @@ fn print_samples(run: &Path) -> Result<()> {
             },
             stop: vec![],
             stop_at_eos: true,
+            // The model sees 64 characters; the samples are longer.
+            sliding_window: true,
         };
         let ids = m.tokenizer.encode(prompt, true, false)?;
-        let g =
-            kiln_model::generate_sliding(&m.model, &m.tokenizer, &ids, &opts, &m.device, |_| {})?;
+        let g = kiln_model::generate(&m.model, &m.tokenizer, &ids, &opts, &m.device, |_| {})?;
         println!("--- sample {} (prompt {prompt:?}) ---", i + 1);
         println!("{}{}", prompt.trim_start_matches('\n'), g.text.trim_end());
     }
