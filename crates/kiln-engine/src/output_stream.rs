@@ -1,0 +1,139 @@
+//! The per-request half of the engine step that follows the model: sample a token, turn it
+//! into text (complete characters only, stop strings held back until they can no longer
+//! match), compute log-probabilities, and send events to the client.
+
+use std::sync::Arc;
+
+use kiln_model::stop::StopMatcher;
+use kiln_model::tokenizer::TokenStreamDecoder;
+use kiln_model::{LogitsProcessor, Tokenizer};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::logprobs::token_logprob;
+use crate::output::{EngineEvent, FinishReason, TokenLogprob, Usage};
+use crate::request::EngineRequest;
+
+pub struct OutputStream {
+    sampler: LogitsProcessor,
+    detok: TokenStreamDecoder,
+    stops: StopMatcher,
+    tokenizer: Arc<Tokenizer>,
+    tx: UnboundedSender<EngineEvent>,
+    max_tokens: usize,
+    stop_at_eos: bool,
+    logprobs: Option<usize>,
+    prompt_logprobs: Option<usize>,
+    /// Prompt then generated tokens: the sampler's penalty history.
+    history: Vec<u32>,
+    prompt_len: usize,
+    pub cached_tokens: usize,
+}
+
+impl OutputStream {
+    /// `req.sampling` must have been validated (the handle does it at submission).
+    pub fn new(
+        req: &EngineRequest,
+        tokenizer: Arc<Tokenizer>,
+        tx: UnboundedSender<EngineEvent>,
+    ) -> kiln_model::Result<Self> {
+        Ok(Self {
+            sampler: LogitsProcessor::new(req.sampling.clone())?,
+            detok: TokenStreamDecoder::new(),
+            stops: StopMatcher::new(req.stop.clone()),
+            tokenizer,
+            tx,
+            max_tokens: req.max_tokens,
+            stop_at_eos: req.stop_at_eos,
+            logprobs: req.logprobs,
+            prompt_logprobs: req.prompt_logprobs,
+            history: req.prompt.clone(),
+            prompt_len: req.prompt.len(),
+            cached_tokens: 0,
+        })
+    }
+
+    /// Whether the client still listens; a closed stream is cancelled by the engine.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    pub fn wants_prompt_logprobs(&self) -> Option<usize> {
+        self.prompt_logprobs
+    }
+
+    pub fn generated(&self) -> usize {
+        self.history.len() - self.prompt_len
+    }
+
+    /// `rows[i]` are the logits after prompt token i (i = 0..prompt_len-1); scores prompt
+    /// tokens 1.. and sends them in one event.
+    pub fn send_prompt_logprobs(&self, rows: &[Vec<f32>]) {
+        let Some(top) = self.prompt_logprobs else {
+            return;
+        };
+        let prompt = &self.history[..self.prompt_len];
+        let lps: Vec<TokenLogprob> = rows
+            .iter()
+            .zip(&prompt[1..])
+            .map(|(logits, &next)| token_logprob(logits, next, top, &self.tokenizer))
+            .collect();
+        let _ = self.tx.send(EngineEvent::PromptLogprobs(lps));
+    }
+
+    /// Samples the next token from the last position's logits, streams it, and says whether
+    /// the request is now finished (then the `Finished` event has been sent).
+    pub fn on_logits(&mut self, logits: &[f32]) -> (u32, Option<FinishReason>) {
+        let id = self.sampler.sample(logits, &self.history);
+        self.history.push(id);
+        let logprob = self
+            .logprobs
+            .map(|top| token_logprob(logits, id, top, &self.tokenizer));
+        let eos = self.stop_at_eos && self.tokenizer.is_eos(id);
+        let mut finish = None;
+        let mut text = if eos {
+            finish = Some(FinishReason::Stop);
+            self.flush_text()
+        } else {
+            let piece = self.detok.push(&self.tokenizer, id).ok().flatten();
+            let (safe, hit) = self.stops.push(piece.as_deref().unwrap_or(""));
+            if hit {
+                finish = Some(FinishReason::Stop);
+            }
+            safe
+        };
+        if finish.is_none() && self.generated() >= self.max_tokens {
+            finish = Some(FinishReason::Length);
+            let rest = self.flush_text();
+            text.push_str(&rest);
+        }
+        let _ = self.tx.send(EngineEvent::Token { id, text, logprob });
+        if let Some(reason) = finish {
+            self.finish(reason);
+        }
+        (id, finish)
+    }
+
+    /// Text still held back when generation ends for a reason other than a stop string:
+    /// an incomplete character, or a partial stop-string match that never completed.
+    fn flush_text(&mut self) -> String {
+        let rest = self.detok.flush(&self.tokenizer).ok().flatten();
+        let (mut text, hit) = self.stops.push(rest.as_deref().unwrap_or(""));
+        if !hit {
+            text.push_str(&self.stops.finish());
+        }
+        text
+    }
+
+    pub fn finish(&self, reason: FinishReason) {
+        let usage = Usage {
+            prompt_tokens: self.prompt_len,
+            completion_tokens: self.generated(),
+            cached_tokens: self.cached_tokens,
+        };
+        let _ = self.tx.send(EngineEvent::Finished { reason, usage });
+    }
+
+    pub fn fail(&self, msg: String) {
+        let _ = self.tx.send(EngineEvent::Error(msg));
+    }
+}
