@@ -1,27 +1,38 @@
-//! The engine thread's loop. (First version: one request at a time with a contiguous
-//! cache; the scheduler-driven batched loop replaces it.)
+//! The engine thread's step loop: take commands, `schedule`, run the model over the paged
+//! cache, sample and stream each sequence's token, `update_from_output`. Idle, it blocks on
+//! the command channel.
 
-use std::collections::VecDeque;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 
 use candle_core::Device;
-use kiln_model::{Batch, CausalLM, ForwardContext, KvCache, Llama, LogitsMode, Tokenizer};
+use kiln_model::{CausalLM, Llama, PagedKvCache, SeqLogits, Tokenizer};
 
 use crate::config::EngineConfig;
 use crate::handle::Command;
+use crate::model_runner::{run_step, StepLogits};
 use crate::output::FinishReason;
 use crate::output_stream::OutputStream;
-use crate::request::{EngineRequest, RequestId};
+use crate::request::RequestId;
+use crate::scheduler::{Scheduler, SchedulerConfig, SchedulerOutput};
 use crate::stats::EngineStats;
+
+/// A request in flight: its output side and the prompt rows of logits gathered so far.
+struct Active {
+    out: OutputStream,
+    prompt_rows: Vec<Vec<f32>>,
+}
 
 pub struct EngineLoop {
     model: Llama,
     device: Device,
     tokenizer: Arc<Tokenizer>,
     stats: Arc<EngineStats>,
-    queue: VecDeque<(RequestId, EngineRequest, OutputStream)>,
+    scheduler: Scheduler,
+    cache: PagedKvCache,
+    active: HashMap<RequestId, Active>,
     shutting_down: bool,
 }
 
@@ -30,23 +41,33 @@ impl EngineLoop {
         model: Llama,
         device: Device,
         tokenizer: Arc<Tokenizer>,
-        _config: EngineConfig,
-        _num_blocks: usize,
+        config: EngineConfig,
+        num_blocks: usize,
         stats: Arc<EngineStats>,
     ) -> Self {
+        let cache = PagedKvCache::new(model.config(), num_blocks, config.block_size);
+        let scheduler = Scheduler::new(SchedulerConfig {
+            max_num_seqs: config.max_num_seqs,
+            max_num_batched_tokens: config.max_num_batched_tokens,
+            block_size: config.block_size,
+            num_blocks,
+            enable_prefix_caching: config.enable_prefix_caching,
+        });
         Self {
             model,
             device,
             tokenizer,
             stats,
-            queue: VecDeque::new(),
+            scheduler,
+            cache,
+            active: HashMap::new(),
             shutting_down: false,
         }
     }
 
     pub fn run(&mut self, rx: Receiver<Command>) {
         loop {
-            if self.queue.is_empty() {
+            if !self.scheduler.has_work() {
                 if self.shutting_down {
                     return;
                 }
@@ -55,109 +76,191 @@ impl EngineLoop {
                     Err(_) => return,
                 }
             }
-            while let Ok(cmd) = rx.try_recv() {
-                self.command(cmd);
+            loop {
+                match rx.try_recv() {
+                    Ok(cmd) => self.command(cmd),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        self.shutting_down = true;
+                        break;
+                    }
+                }
             }
-            if let Some((id, req, out)) = self.queue.pop_front() {
-                self.stats.waiting.fetch_sub(1, Relaxed);
-                self.stats.running.store(1, Relaxed);
-                self.serve_one(id, &req, out, &rx);
-                self.stats.running.store(0, Relaxed);
+            self.drop_closed();
+            let out = self.scheduler.schedule();
+            if !out.is_empty() {
+                self.step(&out);
             }
+            self.publish_stats();
         }
     }
 
     fn command(&mut self, cmd: Command) {
         match cmd {
             Command::Add { id, request, tx } => {
-                match OutputStream::new(&request, self.tokenizer.clone(), tx) {
-                    Ok(out) => self.queue.push_back((id, request, out)),
+                let out = match OutputStream::new(&request, self.tokenizer.clone(), tx) {
+                    Ok(out) => out,
                     Err(e) => {
-                        self.stats.waiting.fetch_sub(1, Relaxed);
-                        let (_, _, _) = (id, request, e);
+                        // Unreachable after the handle's checks; the client sees its stream end.
+                        tracing::warn!("request {id} refused by the engine: {e}");
+                        return;
                     }
+                };
+                let mut seq =
+                    self.scheduler
+                        .new_sequence(id, request.prompt.clone(), request.max_tokens);
+                if request.stop_at_eos {
+                    seq.stop_token_ids = self.tokenizer.eos_token_ids().to_vec();
                 }
-            }
-            Command::Abort(id) => {
-                if let Some(i) = self.queue.iter().position(|(q, _, _)| *q == id) {
-                    if let Some((_, _, out)) = self.queue.remove(i) {
-                        self.stats.waiting.fetch_sub(1, Relaxed);
-                        out.finish(FinishReason::Abort);
-                    }
+                if request.prompt_logprobs.is_some() {
+                    seq.use_prefix_cache = false;
+                    seq.wants_prompt_logits = true;
                 }
+                self.scheduler.add_request(seq);
+                self.active.insert(
+                    id,
+                    Active {
+                        out,
+                        prompt_rows: vec![],
+                    },
+                );
             }
+            Command::Abort(id) => self.abort(id),
             Command::Shutdown => self.shutting_down = true,
         }
     }
 
-    fn serve_one(
-        &mut self,
-        id: RequestId,
-        req: &EngineRequest,
-        mut out: OutputStream,
-        rx: &Receiver<Command>,
-    ) {
-        let mut cache = KvCache::new(self.model.config().num_layers);
-        let mode = if out.wants_prompt_logprobs().is_some() {
-            LogitsMode::All
-        } else {
-            LogitsMode::Last
-        };
-        let mut logits = match step(&self.model, &self.device, &req.prompt, 0, mode, &mut cache) {
-            Ok(l) => l,
-            Err(e) => return out.fail(e.to_string()),
-        };
-        self.stats
-            .prompt_tokens_computed
-            .fetch_add(req.prompt.len() as u64, Relaxed);
-        if mode == LogitsMode::All {
-            let vocab = logits.len() / req.prompt.len();
-            let rows: Vec<Vec<f32>> = logits.chunks(vocab).map(<[f32]>::to_vec).collect();
-            out.send_prompt_logprobs(&rows[..rows.len() - 1]);
-            logits = rows[rows.len() - 1].clone();
-        }
-        let mut pos = req.prompt.len();
-        loop {
-            let mut aborted = out.is_closed();
-            while let Ok(cmd) = rx.try_recv() {
-                match cmd {
-                    Command::Abort(a) if a == id => aborted = true,
-                    other => self.command(other),
-                }
-            }
-            if aborted {
-                return out.finish(FinishReason::Abort);
-            }
-            let (tok, finish) = out.on_logits(&logits);
-            self.stats.generated_tokens.fetch_add(1, Relaxed);
-            if finish.is_some() {
-                return;
-            }
-            logits = match step(
-                &self.model,
-                &self.device,
-                &[tok],
-                pos,
-                LogitsMode::Last,
-                &mut cache,
-            ) {
-                Ok(l) => l,
-                Err(e) => return out.fail(e.to_string()),
-            };
-            pos += 1;
+    fn abort(&mut self, id: RequestId) {
+        self.scheduler.finish_request(id);
+        if let Some(a) = self.active.remove(&id) {
+            a.out.finish(FinishReason::Abort);
         }
     }
-}
 
-fn step(
-    model: &Llama,
-    device: &Device,
-    tokens: &[u32],
-    start: usize,
-    mode: LogitsMode,
-    cache: &mut KvCache,
-) -> kiln_model::Result<Vec<f32>> {
-    let batch = Batch::from_tokens(tokens, start, mode, device)?;
-    let logits = model.forward(&batch, &mut ForwardContext::with_cache(cache))?;
-    Ok(logits.flatten_all()?.to_vec1::<f32>()?)
+    /// Cancels requests whose client has gone away.
+    fn drop_closed(&mut self) {
+        let closed: Vec<RequestId> = self
+            .active
+            .iter()
+            .filter(|(_, a)| a.out.is_closed())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in closed {
+            self.abort(id);
+        }
+    }
+
+    fn step(&mut self, out: &SchedulerOutput) {
+        for id in &out.preempted {
+            if let Some(a) = self.active.get_mut(id) {
+                a.prompt_rows.clear();
+            }
+        }
+        let logits = match run_step(&self.model, &mut self.cache, &self.device, out) {
+            Ok(l) => l,
+            Err(e) => return self.fail_step(out, &e.to_string()),
+        };
+        self.stats.steps.fetch_add(1, Relaxed);
+        let mut sampled = vec![];
+        let mut row = 0;
+        for s in &out.seqs {
+            let rows = match s.logits {
+                SeqLogits::None => 0,
+                SeqLogits::Last => 1,
+                SeqLogits::All => s.tokens.len(),
+            };
+            let Some(a) = self.active.get_mut(&s.id) else {
+                row += rows;
+                continue;
+            };
+            let prompt_len = self.scheduler.get(s.id).map_or(0, |q| q.prompt_len);
+            let prefill = prompt_len.saturating_sub(s.start_pos).min(s.tokens.len());
+            self.stats
+                .prompt_tokens_computed
+                .fetch_add(prefill as u64, Relaxed);
+            if s.logits == SeqLogits::All {
+                // Row r predicts the token after position start + r: prompt tokens 1..
+                let keep = (prompt_len.saturating_sub(1))
+                    .saturating_sub(s.start_pos)
+                    .min(rows);
+                a.prompt_rows
+                    .extend((0..keep).map(|r| logits.row(row + r).to_vec()));
+                if s.start_pos + s.tokens.len() >= prompt_len {
+                    a.out.send_prompt_logprobs(&a.prompt_rows);
+                    a.prompt_rows = vec![];
+                }
+            }
+            if s.sample {
+                if a.out.max_tokens() == 0 {
+                    sampled.push((s.id, None));
+                } else {
+                    let tok = a.out.sample(logits.row(row + rows - 1));
+                    sampled.push((s.id, Some((tok, row + rows - 1))));
+                }
+            }
+            row += rows;
+        }
+        self.finish_step(out, &logits, sampled);
+    }
+
+    /// Appends sampled tokens, streams them, and retires finished requests.
+    fn finish_step(
+        &mut self,
+        out: &SchedulerOutput,
+        logits: &StepLogits,
+        sampled: Vec<(RequestId, Option<(u32, usize)>)>,
+    ) {
+        let tokens: Vec<(RequestId, u32)> = sampled
+            .iter()
+            .filter_map(|(id, t)| t.map(|(tok, _)| (*id, tok)))
+            .collect();
+        self.stats
+            .generated_tokens
+            .fetch_add(tokens.len() as u64, Relaxed);
+        let ended: HashMap<RequestId, FinishReason> = self
+            .scheduler
+            .update_from_output(out, &tokens)
+            .into_iter()
+            .collect();
+        for (id, t) in sampled {
+            let Some(a) = self.active.get_mut(&id) else {
+                continue;
+            };
+            let finish = match t {
+                None => {
+                    // max_tokens 0: the prompt was only scored.
+                    a.out.finish(FinishReason::Length);
+                    Some(FinishReason::Length)
+                }
+                Some((tok, r)) => a.out.emit(tok, logits.row(r), ended.get(&id).copied()),
+            };
+            if finish.is_some() {
+                self.scheduler.finish_request(id);
+                self.active.remove(&id);
+            }
+        }
+    }
+
+    fn fail_step(&mut self, out: &SchedulerOutput, msg: &str) {
+        tracing::error!("engine step failed: {msg}");
+        for s in &out.seqs {
+            self.scheduler.finish_request(s.id);
+            if let Some(a) = self.active.remove(&s.id) {
+                a.out.fail(msg.to_string());
+            }
+        }
+    }
+
+    fn publish_stats(&self) {
+        let s = &self.stats;
+        let kv = self.scheduler.kv();
+        s.waiting
+            .store(self.scheduler.num_waiting() as u64, Relaxed);
+        s.running
+            .store(self.scheduler.num_running() as u64, Relaxed);
+        s.kv_blocks_used.store(kv.pool().num_used() as u64, Relaxed);
+        s.prefix_queried_tokens.store(kv.queried_tokens, Relaxed);
+        s.prefix_hit_tokens.store(kv.hit_tokens, Relaxed);
+        s.preemptions.store(self.scheduler.num_preemptions, Relaxed);
+    }
 }

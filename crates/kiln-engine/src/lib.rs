@@ -3,15 +3,21 @@
 //! caching), and each request streams its tokens back through an [`EngineHandle`].
 //! Knows nothing of HTTP.
 
+pub mod block_hash;
+pub mod block_pool;
 pub mod config;
 pub mod engine;
 mod engine_loop;
 pub mod error;
 pub mod handle;
+pub mod kv_cache_manager;
 pub mod logprobs;
+mod model_runner;
 pub mod output;
 mod output_stream;
 pub mod request;
+pub mod scheduler;
+pub mod sequence;
 pub mod stats;
 
 pub use config::EngineConfig;

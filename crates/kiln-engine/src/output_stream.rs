@@ -20,7 +20,6 @@ pub struct OutputStream {
     tokenizer: Arc<Tokenizer>,
     tx: UnboundedSender<EngineEvent>,
     max_tokens: usize,
-    stop_at_eos: bool,
     logprobs: Option<usize>,
     prompt_logprobs: Option<usize>,
     /// Prompt then generated tokens: the sampler's penalty history.
@@ -43,7 +42,6 @@ impl OutputStream {
             tokenizer,
             tx,
             max_tokens: req.max_tokens,
-            stop_at_eos: req.stop_at_eos,
             logprobs: req.logprobs,
             prompt_logprobs: req.prompt_logprobs,
             history: req.prompt.clone(),
@@ -55,10 +53,6 @@ impl OutputStream {
     /// Whether the client still listens; a closed stream is cancelled by the engine.
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
-    }
-
-    pub fn wants_prompt_logprobs(&self) -> Option<usize> {
-        self.prompt_logprobs
     }
 
     pub fn generated(&self) -> usize {
@@ -80,29 +74,41 @@ impl OutputStream {
         let _ = self.tx.send(EngineEvent::PromptLogprobs(lps));
     }
 
-    /// Samples the next token from the last position's logits, streams it, and says whether
-    /// the request is now finished (then the `Finished` event has been sent).
-    pub fn on_logits(&mut self, logits: &[f32]) -> (u32, Option<FinishReason>) {
+    /// The next token from the last position's logits (penalties see prompt and output).
+    pub fn sample(&mut self, logits: &[f32]) -> u32 {
         let id = self.sampler.sample(logits, &self.history);
         self.history.push(id);
+        id
+    }
+
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+
+    /// Streams sampled token `id` (drawn from `logits`). `ended` is the scheduler's verdict
+    /// (an end token or the length limit); a stop string can also end the request here.
+    /// Returns how the request ended, if it did (the `Finished` event has then been sent).
+    pub fn emit(
+        &mut self,
+        id: u32,
+        logits: &[f32],
+        ended: Option<FinishReason>,
+    ) -> Option<FinishReason> {
         let logprob = self
             .logprobs
             .map(|top| token_logprob(logits, id, top, &self.tokenizer));
-        let eos = self.stop_at_eos && self.tokenizer.is_eos(id);
-        let mut finish = None;
-        let mut text = if eos {
-            finish = Some(FinishReason::Stop);
-            self.flush_text()
-        } else {
+        let eos = ended == Some(FinishReason::Stop);
+        let mut finish = ended;
+        let mut text = String::new();
+        if !eos {
             let piece = self.detok.push(&self.tokenizer, id).ok().flatten();
             let (safe, hit) = self.stops.push(piece.as_deref().unwrap_or(""));
+            text = safe;
             if hit {
                 finish = Some(FinishReason::Stop);
             }
-            safe
-        };
-        if finish.is_none() && self.generated() >= self.max_tokens {
-            finish = Some(FinishReason::Length);
+        }
+        if eos || finish == Some(FinishReason::Length) {
             let rest = self.flush_text();
             text.push_str(&rest);
         }
@@ -110,7 +116,7 @@ impl OutputStream {
         if let Some(reason) = finish {
             self.finish(reason);
         }
-        (id, finish)
+        finish
     }
 
     /// Text still held back when generation ends for a reason other than a stop string:

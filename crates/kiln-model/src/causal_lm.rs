@@ -5,7 +5,8 @@ use candle_core::Tensor;
 
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{KvCache, LayerKvCache};
+use crate::paged_kv::{PagedKvCache, PagedLayer, PagedSeq};
 
 /// Which positions' logits a forward pass returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,20 +46,52 @@ impl Batch {
     }
 }
 
-/// Per-call state: the KV cache (absent for a cache-free full forward, e.g. training).
+/// Per-call state: the KV cache, contiguous (one stream, or rows that move together) or
+/// paged (the serving engine's sequences), or none (a cache-free full forward: training).
 #[derive(Debug, Default)]
 pub struct ForwardContext<'a> {
     pub cache: Option<&'a mut KvCache>,
+    pub paged: Option<PagedStep<'a>>,
+}
+
+/// A paged forward pass: the batch's (1, T) tokens are the sequences' new tokens one after
+/// another, `seqs[i].len` each; logits come back as rows in sequence order, as many per
+/// sequence as [`PagedSeq::logit_rows`] says.
+#[derive(Debug)]
+pub struct PagedStep<'a> {
+    pub cache: &'a mut PagedKvCache,
+    pub seqs: &'a [PagedSeq],
 }
 
 impl<'a> ForwardContext<'a> {
     pub fn with_cache(cache: &'a mut KvCache) -> Self {
-        Self { cache: Some(cache) }
+        Self {
+            cache: Some(cache),
+            paged: None,
+        }
     }
 
     pub fn no_cache() -> Self {
-        Self { cache: None }
+        Self::default()
     }
+
+    pub fn paged(cache: &'a mut PagedKvCache, seqs: &'a [PagedSeq]) -> Self {
+        Self {
+            cache: None,
+            paged: Some(PagedStep { cache, seqs }),
+        }
+    }
+}
+
+/// What one layer reads and writes: nothing, its contiguous cache, or its paged blocks.
+#[derive(Debug)]
+pub enum LayerCache<'a> {
+    None,
+    Contiguous(&'a mut LayerKvCache),
+    Paged {
+        layer: &'a mut PagedLayer,
+        seqs: &'a [PagedSeq],
+    },
 }
 
 pub trait CausalLM: Send + Sync {

@@ -8,7 +8,7 @@
 
 use candle_core::{Device, Tensor};
 
-use crate::causal_lm::{Batch, CausalLM, ForwardContext, LogitsMode};
+use crate::causal_lm::{Batch, CausalLM, ForwardContext, LayerCache, LogitsMode, PagedStep};
 use crate::config::{MlpKind, ModelConfig, PositionKind};
 use crate::error::{ModelError, Result};
 use crate::layers::{Attention, Embedding, GeluMlp, Linear, Mlp, Norm, RotaryEmbedding, SwiGluMlp};
@@ -47,7 +47,7 @@ impl Block {
         x: &Tensor,
         rope: Option<&RotaryEmbedding>,
         start: usize,
-        cache: Option<&mut crate::kv_cache::LayerKvCache>,
+        cache: LayerCache<'_>,
     ) -> Result<Tensor> {
         let h = self.input_layernorm.forward(x)?;
         let x = (x + self.self_attn.forward(&h, rope, start, cache)?)?;
@@ -134,6 +134,9 @@ impl CausalLM for Llama {
     }
 
     fn forward(&self, batch: &Batch, ctx: &mut ForwardContext<'_>) -> Result<Tensor> {
+        if let Some(step) = ctx.paged.as_mut() {
+            return self.forward_paged(batch, step);
+        }
         let (_, t) = batch.input_ids.dims2()?;
         let start = batch.start_pos;
         if let Some(cache) = ctx.cache.as_deref() {
@@ -165,13 +168,85 @@ impl CausalLM for Llama {
             None => Some(&self.rope),
         };
         for (i, block) in self.layers.iter().enumerate() {
-            let cache = ctx.cache.as_deref_mut().map(|c| c.layer_mut(i));
+            let cache = match ctx.cache.as_deref_mut() {
+                Some(c) => LayerCache::Contiguous(c.layer_mut(i)),
+                None => LayerCache::None,
+            };
             x = block.forward(&x, rope, start, cache)?;
         }
         let x = match batch.logits {
             LogitsMode::Last => x.narrow(1, t - 1, 1)?.squeeze(1)?, // (b, hidden)
             LogitsMode::All => x,
         };
+        let x = self.norm.forward(&x)?;
+        self.lm_head.forward(&x)
+    }
+}
+
+impl Llama {
+    /// The engine's step: several sequences' new tokens in one (1, T) row, each sequence
+    /// at its own positions with its own blocks; logits only for the rows asked for.
+    fn forward_paged(&self, batch: &Batch, step: &mut PagedStep<'_>) -> Result<Tensor> {
+        let (b, t) = batch.input_ids.dims2()?;
+        let seqs = step.seqs;
+        let total: usize = seqs.iter().map(|s| s.len).sum();
+        if b != 1 || t != total || seqs.iter().any(|s| s.len == 0) {
+            return Err(ModelError::Op {
+                op: "paged forward",
+                msg: format!(
+                    "expected one row of {total} tokens (sequences of {:?} new tokens, none empty), got ({b}, {t})",
+                    seqs.iter().map(|s| s.len).collect::<Vec<_>>()
+                ),
+            });
+        }
+        if let Some(s) = seqs
+            .iter()
+            .find(|s| s.start_pos + s.len > self.rope.max_positions())
+        {
+            return Err(ModelError::ContextOverflow {
+                prompt: s.start_pos + s.len,
+                generate: 0,
+                context: self.rope.max_positions(),
+            });
+        }
+        let mut x = self.embed_tokens.forward(&batch.input_ids)?; // (1, T, hidden)
+        let rope = match &self.embed_positions {
+            Some(table) => {
+                let pos: Vec<u32> = seqs
+                    .iter()
+                    .flat_map(|s| s.start_pos as u32..(s.start_pos + s.len) as u32)
+                    .collect();
+                let pos = Tensor::from_vec(pos, (1, t), x.device())?;
+                x = (x + table.forward(&pos)?)?;
+                None
+            }
+            None => Some(&self.rope),
+        };
+        for (i, block) in self.layers.iter().enumerate() {
+            let layer = step.cache.layer_mut(i);
+            x = block.forward(&x, rope, 0, LayerCache::Paged { layer, seqs })?;
+        }
+        let mut rows = Vec::new();
+        let mut offset = 0u32;
+        for s in seqs {
+            let len = s.len as u32;
+            match s.logits {
+                crate::paged_kv::SeqLogits::None => {}
+                crate::paged_kv::SeqLogits::Last => rows.push(offset + len - 1),
+                crate::paged_kv::SeqLogits::All => rows.extend(offset..offset + len),
+            }
+            offset += len;
+        }
+        if rows.is_empty() {
+            let vocab = self.config.vocab_size;
+            return Ok(Tensor::zeros(
+                (0, vocab),
+                candle_core::DType::F32,
+                x.device(),
+            )?);
+        }
+        let rows = Tensor::from_vec(rows.clone(), rows.len(), x.device())?;
+        let x = x.squeeze(0)?.index_select(&rows, 0)?; // (rows, hidden)
         let x = self.norm.forward(&x)?;
         self.lm_head.forward(&x)
     }

@@ -19,14 +19,34 @@ pub struct AttnDims {
     pub head_dim: usize,
 }
 
-/// A cache's keys and values: `batch` rows of `cap` positions of `n_kv * head_dim` values,
-/// of which positions `0..len` are filled.
+/// A contiguous cache's keys and values: `batch` rows of `cap` positions of
+/// `n_kv * head_dim` values, of which positions `0..len` are filled.
 #[derive(Debug, Clone, Copy)]
 pub struct KvView<'a> {
     pub k: &'a [f16],
     pub v: &'a [f16],
     pub cap: usize,
     pub len: usize,
+}
+
+/// A paged cache's keys and values: blocks of `block_size` positions of `n_kv * head_dim`
+/// values each, block `i` at positions `i * block_size ..` of `k` and `v`.
+#[derive(Debug, Clone, Copy)]
+pub struct KvBlocks<'a> {
+    pub k: &'a [f16],
+    pub v: &'a [f16],
+    pub block_size: usize,
+}
+
+/// One sequence's part of an attention call: `t` queries, rows `q_row..q_row + t` of the
+/// query matrix, at positions `len - t .. len`; its keys and values for positions `0..len`
+/// live in `blocks` (position j in `blocks[j / block_size]`).
+#[derive(Debug, Clone, Copy)]
+pub struct SeqQueries<'a> {
+    pub q_row: usize,
+    pub t: usize,
+    pub len: usize,
+    pub blocks: &'a [u32],
 }
 
 /// How llama.cpp's CPU backend sums the two attention products, which decides the last
@@ -43,51 +63,95 @@ enum SumOrder {
 /// `q` holds (b, t, n_head, head_dim) queries at positions `len - t .. len` (RoPE applied);
 /// returns (b, t, n_head * head_dim). Query heads share a KV head in consecutive groups.
 pub fn causal_attention(q: &[f32], b: usize, t: usize, kv: KvView<'_>, dims: AttnDims) -> Vec<f32> {
+    assert!(t <= kv.len && kv.len <= kv.cap, "cache holds the queries");
+    // A contiguous cache is a paged one whose block i is batch row i, `cap` positions long.
+    let ids: Vec<u32> = (0..b as u32).collect();
+    let seqs: Vec<SeqQueries> = (0..b)
+        .map(|bi| SeqQueries {
+            q_row: bi * t,
+            t,
+            len: kv.len,
+            blocks: &ids[bi..bi + 1],
+        })
+        .collect();
+    let blocks = KvBlocks {
+        k: kv.k,
+        v: kv.v,
+        block_size: kv.cap,
+    };
+    paged_attention(q, &seqs, blocks, dims)
+}
+
+/// Causal attention for several sequences at once, each reading its own blocks of a paged
+/// cache (no gather). `q` holds (rows, n_head, head_dim) queries, RoPE applied; returns the
+/// same shape. Each sequence's sums follow llama.cpp's orders for its own query count, so a
+/// sequence gives the same bits batched as alone.
+pub fn paged_attention(
+    q: &[f32],
+    seqs: &[SeqQueries<'_>],
+    kv: KvBlocks<'_>,
+    dims: AttnDims,
+) -> Vec<f32> {
     let AttnDims {
         n_head,
         n_kv,
         head_dim: d,
     } = dims;
-    assert_eq!(q.len(), b * t * n_head * d, "query shape");
-    assert!(t <= kv.len && kv.len <= kv.cap, "cache holds the queries");
-    let order = if t >= 2 && d.is_multiple_of(8) {
-        SumOrder::Tiled
-    } else {
-        SumOrder::VecDot
-    };
-    let start = kv.len - t;
-    let scale = 1.0 / (d as f32).sqrt();
-    let tasks = b * n_head * t;
-    let mut out = vec![0f32; b * t * n_head * d];
-    let out_ptr = out.as_mut_ptr() as usize;
+    assert!(q.len().is_multiple_of(n_head * d), "query shape");
     let row = n_kv * d;
+    let bs = kv.block_size;
+    for s in seqs {
+        assert!(
+            s.t <= s.len && s.len <= s.blocks.len() * bs,
+            "blocks hold the queries"
+        );
+        assert!((s.q_row + s.t) * n_head * d <= q.len(), "query rows");
+    }
+    // Task ranges: sequence i owns tasks starts[i]..starts[i + 1], (head, query) major.
+    let mut starts = vec![0usize];
+    for s in seqs {
+        starts.push(starts[starts.len() - 1] + s.t * n_head);
+    }
+    let scale = 1.0 / (d as f32).sqrt();
+    let mut out = vec![0f32; q.len()];
+    let out_ptr = out.as_mut_ptr() as usize;
     let work = |range: std::ops::Range<usize>| {
         let mut scores = Vec::new();
         let mut lanes = Vec::new();
         let mut qr = vec![0f32; d];
         for task in range {
+            let si = starts.partition_point(|&x| x <= task) - 1;
+            let s = &seqs[si];
+            let order = if s.t >= 2 && d.is_multiple_of(8) {
+                SumOrder::Tiled
+            } else {
+                SumOrder::VecDot
+            };
             // Consecutive tasks are consecutive queries of one head: their keys stay in cache.
-            let (bh, i) = (task / t, task % t);
-            let (bi, h) = (bh / n_head, bh % n_head);
+            let (h, i) = ((task - starts[si]) / s.t, (task - starts[si]) % s.t);
             let g = h / (n_head / n_kv);
-            let visible = start + i + 1;
-            let base = bi * kv.cap * row + g * d;
-            let at = ((bi * t + i) * n_head + h) * d;
+            let visible = s.len - s.t + i + 1;
+            let at_pos = |j: usize| (s.blocks[j / bs] as usize * bs + j % bs) * row + g * d;
+            let at = ((s.q_row + i) * n_head + h) * d;
             for (o, x) in qr.iter_mut().zip(&q[at..at + d]) {
                 *o = f16::from_f32(*x).to_f32();
             }
             scores.clear();
             scores.extend((0..visible).map(|j| {
-                let k = &kv.k[base + j * row..base + j * row + d];
+                let k = &kv.k[at_pos(j)..at_pos(j) + d];
                 dot_f16(order, &qr, k) * scale
             }));
             softmax_to_f16(&mut scores);
-            // SAFETY: each (batch, query, head) row is written by exactly one task.
+            // SAFETY: each (query row, head) is written by exactly one task.
             let dst = unsafe { std::slice::from_raw_parts_mut((out_ptr as *mut f32).add(at), d) };
-            weighted_values(order, &scores, &kv.v[base..], row, d, &mut lanes, dst);
+            let segments = (0..visible.div_ceil(bs)).map(|b| {
+                let j0 = b * bs;
+                (j0, &scores[j0..visible.min(j0 + bs)], &kv.v[at_pos(j0)..])
+            });
+            weighted_values(order, segments, row, d, &mut lanes, dst);
         }
     };
-    candle_core::utils::barrier_pool().execute_chunked(tasks, work);
+    candle_core::utils::barrier_pool().execute_chunked(starts[seqs.len()], work);
     out
 }
 
@@ -180,10 +244,11 @@ fn softmax_to_f16_lanes(s: &mut [f32]) {
 
 /// `out[c] = Σ_j p[j] · v[j][c]` with each channel's sum split over lanes (and, for
 /// `VecDot`, accumulators) by position exactly as ggml splits the `V·P` dot product.
-fn weighted_values(
+/// Positions come in segments `(j0, p, v)`: probabilities of positions j0.. and their value
+/// rows, `stride` apart from `v[0]` (a paged cache's blocks; one segment for a contiguous one).
+fn weighted_values<'a>(
     order: SumOrder,
-    p: &[f32],
-    v: &[f16],
+    segments: impl Iterator<Item = (usize, &'a [f32], &'a [f16])>,
     stride: usize,
     d: usize,
     lanes: &mut Vec<f32>,
@@ -195,15 +260,19 @@ fn weighted_values(
     };
     lanes.clear();
     lanes.resize(groups * d, 0.0);
-    #[cfg(target_arch = "x86_64")]
-    if d.is_multiple_of(8) && super::dot::has_avx2() {
-        // SAFETY: features checked; every row j < p.len() has d values at j * stride.
-        unsafe { avx2::accumulate_values(p, v, stride, d, groups, lanes) };
-    } else {
-        accumulate_values(p, v, stride, d, groups, lanes);
+    for (j0, p, v) in segments {
+        assert!(
+            p.is_empty() || v.len() >= (p.len() - 1) * stride + d,
+            "value rows"
+        );
+        #[cfg(target_arch = "x86_64")]
+        if d.is_multiple_of(8) && super::dot::has_avx2() {
+            // SAFETY: features checked; every row j < p.len() has d values at j * stride.
+            unsafe { avx2::accumulate_values(j0, p, v, stride, d, groups, lanes) };
+            continue;
+        }
+        accumulate_values(j0, p, v, stride, d, groups, lanes);
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    accumulate_values(p, v, stride, d, groups, lanes);
     for (c, o) in out.iter_mut().enumerate() {
         let lane = |g: usize| lanes[g * d + c];
         *o = match order {
@@ -215,8 +284,10 @@ fn weighted_values(
     }
 }
 
-/// Position j adds into lane group `j % groups` (8 lanes, or 4 accumulators × 8 lanes).
+/// Position j0 + j adds into lane group `(j0 + j) % groups` (8 lanes, or 4 accumulators ×
+/// 8 lanes).
 fn accumulate_values(
+    j0: usize,
     p: &[f32],
     v: &[f16],
     stride: usize,
@@ -225,7 +296,7 @@ fn accumulate_values(
     lanes: &mut [f32],
 ) {
     for (j, &pj) in p.iter().enumerate() {
-        let acc = &mut lanes[(j % groups) * d..][..d];
+        let acc = &mut lanes[((j0 + j) % groups) * d..][..d];
         for (a, x) in acc.iter_mut().zip(&v[j * stride..j * stride + d]) {
             *a = x.to_f32().mul_add(pj, *a);
         }
@@ -280,6 +351,7 @@ mod avx2 {
     /// [`super::accumulate_values`] with 8 channels per instruction; the same sums.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn accumulate_values(
+        j0: usize,
         p: &[f32],
         v: &[f16],
         stride: usize,
@@ -292,7 +364,7 @@ mod avx2 {
                 continue; // adds exactly zero
             }
             let pv = _mm256_set1_ps(*pj);
-            let acc = lanes.as_mut_ptr().add((j % groups) * d);
+            let acc = lanes.as_mut_ptr().add(((j0 + j) % groups) * d);
             let row = v.as_ptr().add(j * stride) as *const __m128i;
             for c in (0..d).step_by(8) {
                 let x = _mm256_cvtph_ps(_mm_loadu_si128(row.add(c / 8)));
@@ -408,6 +480,77 @@ mod tests {
         }
     }
 
+    /// Sequences of different lengths reading scattered blocks of one paged cache, in one
+    /// call, give exactly the bits each gives alone from a contiguous cache.
+    #[test]
+    fn paged_batch_equals_each_sequence_alone_bit_for_bit() {
+        let dims = AttnDims {
+            n_head: 6,
+            n_kv: 2,
+            head_dim: 16,
+        };
+        let (row, bs) = (dims.n_kv * dims.head_dim, 4);
+        let val = |i: usize| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) * 3.0;
+        // (positions cached in all, new queries): a prefill chunk, decodes, a continuation.
+        let shapes = [(9usize, 9usize), (13, 1), (1, 1), (11, 3)];
+        let num_blocks = 16;
+        let mut k = vec![f16::ZERO; num_blocks * bs * row];
+        let mut v = k.clone();
+        // Hand out blocks in a scrambled order so tables are not contiguous.
+        let mut free: Vec<u32> = (0..num_blocks as u32).map(|i| (i * 7) % 16).collect();
+        let mut tables = vec![];
+        let mut q = vec![];
+        let mut alone = vec![];
+        for (si, &(len, t)) in shapes.iter().enumerate() {
+            let table: Vec<u32> = free.drain(..len.div_ceil(bs)).collect();
+            let kc: Vec<f16> = (0..len * row)
+                .map(|i| f16::from_f32(val(i + 31 * si)))
+                .collect();
+            let vc: Vec<f16> = (0..len * row)
+                .map(|i| f16::from_f32(val(i + 57 * si)))
+                .collect();
+            for j in 0..len {
+                let at = (table[j / bs] as usize * bs + j % bs) * row;
+                k[at..at + row].copy_from_slice(&kc[j * row..(j + 1) * row]);
+                v[at..at + row].copy_from_slice(&vc[j * row..(j + 1) * row]);
+            }
+            let qs: Vec<f32> = (0..t * dims.n_head * dims.head_dim)
+                .map(|i| val(i + 11 * si))
+                .collect();
+            let kv = KvView {
+                k: &kc,
+                v: &vc,
+                cap: len,
+                len,
+            };
+            alone.extend(causal_attention(&qs, 1, t, kv, dims));
+            q.extend(qs);
+            tables.push(table);
+        }
+        let mut q_row = 0;
+        let seqs: Vec<SeqQueries> = shapes
+            .iter()
+            .zip(&tables)
+            .map(|(&(len, t), table)| {
+                q_row += t;
+                SeqQueries {
+                    q_row: q_row - t,
+                    t,
+                    len,
+                    blocks: table,
+                }
+            })
+            .collect();
+        let blocks = KvBlocks {
+            k: &k,
+            v: &v,
+            block_size: bs,
+        };
+        let got = paged_attention(&q, &seqs, blocks, dims);
+        let bits = |x: &[f32]| x.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&alone));
+    }
+
     /// The AVX2 kernels must reproduce the lane-by-lane reference exactly, not
     /// approximately: parity with llama.cpp depends on the last bit.
     #[test]
@@ -432,9 +575,10 @@ mod tests {
             let groups = if order == SumOrder::Tiled { 8 } else { 32 };
             let mut fast = Vec::new();
             let mut out = vec![0f32; d];
-            weighted_values(order, &p, &kv, d, d, &mut fast, &mut out);
+            let whole = std::iter::once((0, &p[..], &kv[..]));
+            weighted_values(order, whole, d, d, &mut fast, &mut out);
             let mut slow = vec![0f32; groups * d];
-            accumulate_values(&p, &kv, d, d, groups, &mut slow);
+            accumulate_values(0, &p, &kv, d, d, groups, &mut slow);
             assert_eq!(fast, slow, "{order:?} value lanes");
         }
     }

@@ -2,12 +2,14 @@
 
 use candle_core::{DType, Device, Tensor};
 
+use crate::causal_lm::LayerCache;
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::kernels::attention::{causal_attention, AttnDims};
+use crate::kernels::attention::{causal_attention, paged_attention, AttnDims, SeqQueries};
 use crate::kv_cache::LayerKvCache;
 use crate::layers::linear::forward_many;
 use crate::layers::{Linear, RotaryEmbedding};
+use crate::paged_kv::{PagedLayer, PagedSeq};
 use crate::weights::Weights;
 
 #[derive(Debug, Clone)]
@@ -39,16 +41,19 @@ impl Attention {
     /// `x` is (b, t, hidden) at positions `start..start + t`. With a cache this is the
     /// inference path (f16 keys and values, kiln's attention kernel); without one, the
     /// differentiable fused kernel over the t positions alone (training, and the reference
-    /// in tests).
+    /// in tests). With a paged cache, b is 1 and the t rows are several sequences' new
+    /// tokens (`start` is unused: each sequence has its own).
     pub fn forward(
         &self,
         x: &Tensor,
         rope: Option<&RotaryEmbedding>,
         start: usize,
-        cache: Option<&mut LayerKvCache>,
+        cache: LayerCache<'_>,
     ) -> Result<Tensor> {
-        if let Some(cache) = cache {
-            return self.forward_cached(x, rope, start, cache);
+        match cache {
+            LayerCache::Contiguous(cache) => return self.forward_cached(x, rope, start, cache),
+            LayerCache::Paged { layer, seqs } => return self.forward_paged(x, rope, layer, seqs),
+            LayerCache::None => {}
         }
         let (b, t, _) = x.dims3()?;
         let d = self.head_dim;
@@ -73,6 +78,71 @@ impl Attention {
         self.o_proj.forward(&y)
     }
 
+    /// q, k and v of the rows of `x` as host vectors (token-major, the kernels' layout).
+    fn qkv_host(&self, x: &Tensor) -> Result<[Vec<f32>; 3]> {
+        let host = |y: Tensor| -> Result<Vec<f32>> { Ok(y.flatten_all()?.to_vec1::<f32>()?) };
+        let [q, k, v]: [Tensor; 3] = forward_many(&[&self.q_proj, &self.k_proj, &self.v_proj], x)?
+            .try_into()
+            .map_err(|_| crate::error::ModelError::Op {
+                op: "attention",
+                msg: "expected three projections".into(),
+            })?;
+        Ok([host(q)?, host(k)?, host(v)?])
+    }
+
+    fn dims(&self) -> AttnDims {
+        AttnDims {
+            n_head: self.num_heads,
+            n_kv: self.num_kv_heads,
+            head_dim: self.head_dim,
+        }
+    }
+
+    fn forward_paged(
+        &self,
+        x: &Tensor,
+        rope: Option<&RotaryEmbedding>,
+        layer: &mut PagedLayer,
+        seqs: &[PagedSeq],
+    ) -> Result<Tensor> {
+        let [mut q, mut k, v] = self.qkv_host(x)?;
+        let (qw, kw) = (
+            self.num_heads * self.head_dim,
+            self.num_kv_heads * self.head_dim,
+        );
+        let mut row = 0;
+        for s in seqs {
+            let (r0, r1) = (row, row + s.len);
+            if let Some(rope) = rope {
+                rope.rotate_in_place(&mut q[r0 * qw..r1 * qw], s.len, self.num_heads, s.start_pos);
+                rope.rotate_in_place(
+                    &mut k[r0 * kw..r1 * kw],
+                    s.len,
+                    self.num_kv_heads,
+                    s.start_pos,
+                );
+            }
+            layer.write(s, &k[r0 * kw..r1 * kw], &v[r0 * kw..r1 * kw])?;
+            row = r1;
+        }
+        let mut row = 0;
+        let queries: Vec<SeqQueries> = seqs
+            .iter()
+            .map(|s| {
+                row += s.len;
+                SeqQueries {
+                    q_row: row - s.len,
+                    t: s.len,
+                    len: s.start_pos + s.len,
+                    blocks: &s.block_table,
+                }
+            })
+            .collect();
+        let y = paged_attention(&q, &queries, layer.blocks(), self.dims());
+        let y = Tensor::from_vec(y, (1, row, qw), x.device())?;
+        self.o_proj.forward(&y)
+    }
+
     fn forward_cached(
         &self,
         x: &Tensor,
@@ -81,26 +151,14 @@ impl Attention {
         cache: &mut LayerKvCache,
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
-        let host = |y: Tensor| -> Result<Vec<f32>> { Ok(y.flatten_all()?.to_vec1::<f32>()?) };
         // (b, t, heads * d) is already token-major, the layout the kernel and cache use.
-        let [q, k, v]: [Tensor; 3] = forward_many(&[&self.q_proj, &self.k_proj, &self.v_proj], x)?
-            .try_into()
-            .map_err(|_| crate::error::ModelError::Op {
-                op: "attention",
-                msg: "expected three projections".into(),
-            })?;
-        let (mut q, mut k, v) = (host(q)?, host(k)?, host(v)?);
+        let [mut q, mut k, v] = self.qkv_host(x)?;
         if let Some(rope) = rope {
             rope.rotate_in_place(&mut q, t, self.num_heads, start);
             rope.rotate_in_place(&mut k, t, self.num_kv_heads, start);
         }
         cache.append(&k, &v, b, t, self.num_kv_heads * self.head_dim)?;
-        let dims = AttnDims {
-            n_head: self.num_heads,
-            n_kv: self.num_kv_heads,
-            head_dim: self.head_dim,
-        };
-        let y = causal_attention(&q, b, t, cache.view(), dims);
+        let y = causal_attention(&q, b, t, cache.view(), self.dims());
         let y = Tensor::from_vec(y, (b, t, self.num_heads * self.head_dim), x.device())?;
         self.o_proj.forward(&y)
     }
