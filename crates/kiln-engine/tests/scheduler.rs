@@ -60,7 +60,10 @@ fn admission_respects_the_sequence_limit_and_token_budget() {
     assert_eq!(ids, vec![0, 1], "only max_num_seqs run");
     assert_eq!(out.num_tokens, 20);
     assert_eq!((s.num_running(), s.num_waiting()), (2, 1));
-    assert!(out.seqs.iter().all(|q| q.sample && q.logits == SeqLogits::Last));
+    assert!(out
+        .seqs
+        .iter()
+        .all(|q| q.sample && q.logits == SeqLogits::Last));
     s.update_from_output(&out, &fake_sample(&out));
     let out = s.schedule();
     assert_eq!(out.num_tokens, 2, "two decodes, the third still waits");
@@ -76,7 +79,11 @@ fn long_prompts_are_prefilled_in_chunks_mixed_with_decodes() {
     let mut chunks = vec![];
     loop {
         let out = s.schedule();
-        let decode = out.seqs.iter().find(|q| q.id == 0).expect("decode every step");
+        let decode = out
+            .seqs
+            .iter()
+            .find(|q| q.id == 0)
+            .expect("decode every step");
         assert_eq!(decode.tokens.len(), 1);
         let Some(c) = out.seqs.iter().find(|q| q.id == 1) else {
             break;
@@ -91,7 +98,11 @@ fn long_prompts_are_prefilled_in_chunks_mixed_with_decodes() {
     use SeqLogits::*;
     assert_eq!(
         chunks,
-        vec![(0, 7, false, None), (7, 7, false, None), (14, 6, true, Last)],
+        vec![
+            (0, 7, false, None),
+            (7, 7, false, None),
+            (14, 6, true, Last)
+        ],
         "budget 8 = 1 decode + 7 prefill tokens per step"
     );
 }
@@ -175,19 +186,32 @@ fn first_come_first_served_and_running_sequences_never_starve() {
 fn block_accounting_returns_to_zero_after_many_requests() {
     let mut s = Scheduler::new(config(40, 6, 32));
     for id in 0..30u64 {
-        add(&mut s, id, prompt((id % 7) as u32, 3 + (id as usize * 5) % 23), 1 + id as usize % 9);
+        add(
+            &mut s,
+            id,
+            prompt((id % 7) as u32, 3 + (id as usize * 5) % 23),
+            1 + id as usize % 9,
+        );
     }
     let done = run(&mut s, 1000);
     assert_eq!(done.len(), 30);
     assert_eq!(s.kv().pool().num_used(), 0);
-    assert!(s.kv().pool().num_cached() > 0, "freed blocks stay cached for reuse");
+    assert!(
+        s.kv().pool().num_cached() > 0,
+        "freed blocks stay cached for reuse"
+    );
 }
 
 /// Runs one request alone to the end and returns how many prompt tokens were cache hits.
 fn cached_tokens_of(s: &mut Scheduler, id: RequestId, p: Vec<u32>) -> usize {
     add(s, id, p, 1);
     let out = s.schedule();
-    let hit = out.seqs.iter().find(|q| q.id == id).map(|q| q.start_pos).unwrap_or(0);
+    let hit = out
+        .seqs
+        .iter()
+        .find(|q| q.id == id)
+        .map(|q| q.start_pos)
+        .unwrap_or(0);
     s.update_from_output(&out, &fake_sample(&out));
     run(s, 10);
     hit
@@ -202,7 +226,11 @@ fn prefix_cache_full_and_partial_hits() {
     assert_eq!(cached_tokens_of(&mut s, 1, p.clone()), 12);
     let mut partial = p[..8].to_vec();
     partial.extend(prompt(9, 8));
-    assert_eq!(cached_tokens_of(&mut s, 2, partial), 8, "shared first two blocks");
+    assert_eq!(
+        cached_tokens_of(&mut s, 2, partial),
+        8,
+        "shared first two blocks"
+    );
     let stats = s.kv();
     assert_eq!((stats.queried_tokens, stats.hit_tokens), (48, 20));
 }
@@ -228,7 +256,11 @@ fn prefix_cache_evicts_under_pressure() {
     assert_eq!(s.kv().pool().num_cached(), 4);
     // 7 blocks: the 4 never used, then a's, tail first, so a's first block survives.
     cached_tokens_of(&mut s, 1, prompt(2, 28));
-    assert_eq!(cached_tokens_of(&mut s, 2, a.clone()), 4, "a's head outlives its tail");
+    assert_eq!(
+        cached_tokens_of(&mut s, 2, a.clone()),
+        4,
+        "a's head outlives its tail"
+    );
     cached_tokens_of(&mut s, 3, prompt(3, 32)); // all 8 blocks: nothing of a is left
     assert_eq!(cached_tokens_of(&mut s, 4, a), 0, "a's blocks were evicted");
     assert_eq!(s.kv().pool().num_used(), 0);
@@ -242,11 +274,18 @@ fn prompt_logits_are_returned_for_every_prompt_chunk() {
     seq.use_prefix_cache = false;
     s.add_request(seq);
     let out = s.schedule();
-    assert_eq!((out.seqs[0].tokens.len(), out.seqs[0].logits), (6, SeqLogits::All));
+    assert_eq!(
+        (out.seqs[0].tokens.len(), out.seqs[0].logits),
+        (6, SeqLogits::All)
+    );
     s.update_from_output(&out, &fake_sample(&out));
     let out = s.schedule();
     assert_eq!(
-        (out.seqs[0].tokens.len(), out.seqs[0].logits, out.seqs[0].sample),
+        (
+            out.seqs[0].tokens.len(),
+            out.seqs[0].logits,
+            out.seqs[0].sample
+        ),
         (4, SeqLogits::All, true)
     );
 }

@@ -36,17 +36,24 @@ fn check(budget: usize) {
     let want: Vec<Vec<u32>> = PROMPTS
         .iter()
         .map(|p| {
-            generate(&single.model, &single.tokenizer, &encode(p), &opts, &dev, |_| {})
-                .unwrap()
-                .token_ids
+            generate(
+                &single.model,
+                &single.tokenizer,
+                &encode(p),
+                &opts,
+                &dev,
+                |_| {},
+            )
+            .unwrap()
+            .token_ids
         })
         .collect();
     let config = EngineConfig {
         max_num_batched_tokens: budget,
         ..EngineConfig::default()
     };
-    let engine = kiln_engine::start(kiln_model::load(&path, &dev).unwrap(), "smollm2", config)
-        .unwrap();
+    let engine =
+        kiln_engine::start(kiln_model::load(&path, &dev).unwrap(), "smollm2", config).unwrap();
     let mut streams: Vec<_> = PROMPTS
         .iter()
         .map(|p| {
@@ -64,10 +71,17 @@ fn check(budget: usize) {
                 other => panic!("unexpected {other:?}"),
             }
         }
-        assert_eq!(got, want[i], "prompt {i} ({:?}), budget {budget}", PROMPTS[i]);
+        assert_eq!(
+            got, want[i],
+            "prompt {i} ({:?}), budget {budget}",
+            PROMPTS[i]
+        );
     }
     let stats = engine.stats();
-    assert!(stats.steps < (8 * NEW_TOKENS) as u64, "requests were batched: {stats:?}");
+    assert!(
+        stats.steps < (8 * NEW_TOKENS) as u64,
+        "requests were batched: {stats:?}"
+    );
     engine.shutdown_and_join();
     assert_eq!(engine.stats().kv_blocks_used, 0);
 }

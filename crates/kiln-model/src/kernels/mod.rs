@@ -6,6 +6,7 @@
 pub mod attention;
 pub mod blocks;
 pub mod dot;
+pub mod dot8;
 pub mod ggml_math;
 pub mod qmatmul;
 pub mod train;

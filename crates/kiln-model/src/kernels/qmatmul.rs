@@ -6,6 +6,7 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
 
 use super::blocks::{quantize_row, ActBlock, QuantKind, QK};
 use super::dot::dot_tile;
+use super::dot8::{dot_row_x8, ActLanes8};
 
 /// Weight rows per unit of parallel work: small enough to balance two to many threads on
 /// decode, large enough that a tile stays in L1 while activations stream past it.
@@ -63,6 +64,9 @@ impl QuantMatrix {
         for (row, a) in x.chunks_exact(k).zip(acts.chunks_exact_mut(nb)) {
             quantize_row(row, a);
         }
+        let lanes8: Vec<ActLanes8> = (0..m / 8)
+            .map(|g| ActLanes8::new(std::array::from_fn(|r| &acts[(g * 8 + r) * nb..][..nb])))
+            .collect();
         let mut outs: Vec<Vec<f32>> = mats.iter().map(|w| vec![0f32; m * w.n]).collect();
         let out_ptrs: Vec<usize> = outs.iter_mut().map(|o| o.as_mut_ptr() as usize).collect();
         // Tile t of the concatenated rows belongs to matrix i when starts[i] <= t < starts[i+1].
@@ -70,12 +74,12 @@ impl QuantMatrix {
         for w in mats {
             starts.push(starts[starts.len() - 1] + w.n.div_ceil(TILE_ROWS));
         }
-        let acts = &acts;
+        let (acts, lanes8) = (&acts, &lanes8);
         let work = |range: std::ops::Range<usize>| {
             for tile in range {
                 let i = starts.partition_point(|&s| s <= tile) - 1;
                 // SAFETY: each (row, column) of each output is written by exactly one tile.
-                unsafe { mats[i].tile(tile - starts[i], acts, m, out_ptrs[i] as *mut f32) };
+                unsafe { mats[i].tile(tile - starts[i], acts, lanes8, m, out_ptrs[i] as *mut f32) };
             }
         };
         candle_core::utils::barrier_pool().execute_chunked(starts[mats.len()], work);
@@ -86,7 +90,14 @@ impl QuantMatrix {
     ///
     /// # Safety
     /// `out` points to m * n floats that no other thread writes in this tile's columns.
-    unsafe fn tile(&self, tile: usize, acts: &[ActBlock], m: usize, out: *mut f32) {
+    unsafe fn tile(
+        &self,
+        tile: usize,
+        acts: &[ActBlock],
+        lanes8: &[ActLanes8],
+        m: usize,
+        out: *mut f32,
+    ) {
         let (n, nb) = (self.n, self.k / QK);
         let put = |r: usize, j: usize, v: f32| {
             // SAFETY: (r, j) lies in this tile's columns; see the function's contract.
@@ -94,8 +105,19 @@ impl QuantMatrix {
         };
         let rows = tile * TILE_ROWS..n.min((tile + 1) * TILE_ROWS);
         let a = |r: usize| &acts[r * nb..(r + 1) * nb];
-        let mut r0 = 0;
-        // Prefill: 2 weight rows x 4 activation rows per step.
+        // Eight sequences decoding, and prefill: 1 weight row x 8 activation rows per step.
+        for (g, lanes) in lanes8.iter().enumerate() {
+            let r0 = g * 8;
+            let rows8: [&[ActBlock]; 8] = std::array::from_fn(|r| a(r0 + r));
+            for j in rows.clone() {
+                let y = dot_row_x8(self.kind, self.row(j), rows8, lanes);
+                for (r, v) in y.iter().enumerate() {
+                    put(r0 + r, j, *v);
+                }
+            }
+        }
+        let mut r0 = lanes8.len() * 8;
+        // Leftovers of four or more: 2 weight rows x 4 activation rows per step.
         while r0 + 4 <= m {
             let mut j = rows.start;
             while j + 2 <= rows.end {
@@ -251,7 +273,7 @@ mod tests {
             QuantMatrix::new(QuantKind::Q4_1, n, k, data).unwrap()
         };
         let (a, b, c) = (mk(40, 1), mk(8, 2), mk(21, 3));
-        for m in [1, 5] {
+        for m in [1, 5, 13] {
             let x: Vec<f32> = (0..m * k)
                 .map(|i| ((i * 13 % 29) as f32 - 14.0) / 5.0)
                 .collect();
@@ -260,6 +282,9 @@ mod tests {
                 many,
                 vec![a.matmul(&x, m), b.matmul(&x, m), c.matmul(&x, m)]
             );
+            // Every tile shape (8, 4 and 1 activation rows) gives a row the same bits.
+            let rows: Vec<f32> = x.chunks(k).flat_map(|row| a.matmul(row, 1)).collect();
+            assert_eq!(many[0], rows, "m={m}");
         }
     }
 }
