@@ -13,6 +13,10 @@ use kiln_engine::EngineHandle;
 
 use crate::histogram::{Histogram, INTER_TOKEN_BUCKETS, LATENCY_BUCKETS};
 
+type StatGetter = fn(&kiln_engine::StatsSnapshot) -> f64;
+type HistGetter = fn(&ModelMetrics) -> &Histogram;
+type CounterGetter = fn(&ModelMetrics) -> &AtomicU64;
+
 #[derive(Debug)]
 pub struct ModelMetrics {
     pub ttft: Histogram,
@@ -96,7 +100,7 @@ impl Metrics {
             .iter()
             .map(|e| (esc(e.model_name()), e.stats()))
             .collect();
-        let gauges: [(&str, &str, &str, fn(&kiln_engine::StatsSnapshot) -> f64); 8] = [
+        let gauges: [(&str, &str, &str, StatGetter); 8] = [
             (
                 "kiln_num_requests_waiting",
                 "gauge",
@@ -155,7 +159,7 @@ impl Metrics {
     }
 
     fn render_models(&self, out: &mut String) {
-        let hists: [(&str, &str, fn(&ModelMetrics) -> &Histogram); 3] = [
+        let hists: [(&str, &str, HistGetter); 3] = [
             (
                 "kiln_time_to_first_token_seconds",
                 "Time from request to its first token.",
@@ -178,7 +182,7 @@ impl Metrics {
                 get(m).write(out, name, &format!("model=\"{}\"", esc(model)));
             }
         }
-        let counters: [(&str, &str, fn(&ModelMetrics) -> &AtomicU64); 2] = [
+        let counters: [(&str, &str, CounterGetter); 2] = [
             (
                 "kiln_prompt_tokens_total",
                 "Prompt tokens of admitted requests.",

@@ -7,7 +7,6 @@ use std::convert::Infallible;
 
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
 use kiln_engine::EngineEvent;
 
 use crate::generation::{next_before, ChoiceEvents, Deadline};
@@ -36,25 +35,47 @@ pub struct StreamPlan {
 }
 
 struct Driver {
-    plan: StreamPlan,
     events: Option<ChoiceEvents>,
+    format: Box<dyn ChunkFormat>,
+    /// Let go when the last event is queued, so the request is logged and counted before
+    /// the client reads `[DONE]`.
+    record: Option<Record>,
+    deadline: Option<Deadline>,
+    include_usage: bool,
+    prompt_tokens: usize,
     pending: VecDeque<String>,
     completion_tokens: usize,
     cached_tokens: usize,
 }
 
 impl Driver {
-    fn new(mut plan: StreamPlan) -> Self {
-        let pending = plan.format.opening().into();
-        let events = std::mem::replace(&mut plan.events, futures::stream::empty().boxed());
+    fn new(plan: StreamPlan) -> Self {
+        let StreamPlan {
+            events,
+            mut format,
+            record,
+            deadline,
+            include_usage,
+            prompt_tokens,
+        } = plan;
         // Until the stream ends on its own, a drop means the client went away.
-        plan.record.set_outcome("client_disconnected");
+        record.set_outcome("client_disconnected");
         Self {
-            plan,
+            pending: format.opening().into(),
             events: Some(events),
-            pending,
+            format,
+            record: Some(record),
+            deadline,
+            include_usage,
+            prompt_tokens,
             completion_tokens: 0,
             cached_tokens: 0,
+        }
+    }
+
+    fn outcome(&self, outcome: &'static str) {
+        if let Some(r) = &self.record {
+            r.set_outcome(outcome);
         }
     }
 
@@ -64,11 +85,11 @@ impl Driver {
                 return Some(Event::default().data(data));
             }
             let events = self.events.as_mut()?;
-            match next_before(events, self.plan.deadline).await {
+            match next_before(events, self.deadline).await {
                 Ok(Some((i, ev))) => self.on_event(i, ev),
                 Ok(None) => self.end(None),
                 Err(e) => {
-                    self.plan.record.set_outcome("timeout");
+                    self.outcome("timeout");
                     self.end(Some(e));
                 }
             }
@@ -77,19 +98,23 @@ impl Driver {
 
     fn on_event(&mut self, i: usize, ev: EngineEvent) {
         match &ev {
-            EngineEvent::Token { .. } => self.plan.record.on_token(i),
+            EngineEvent::Token { .. } => {
+                if let Some(r) = &self.record {
+                    r.on_token(i);
+                }
+            }
             EngineEvent::Finished { usage, .. } => {
                 self.completion_tokens += usage.completion_tokens;
                 self.cached_tokens += usage.cached_tokens;
             }
             EngineEvent::Error(msg) => {
-                self.plan.record.set_outcome("error");
+                self.outcome("error");
                 let e = ApiError::internal(format!("generation failed: {msg}"));
                 return self.end(Some(e));
             }
             EngineEvent::PromptLogprobs(_) => {}
         }
-        let chunks = self.plan.format.event(i, &ev);
+        let chunks = self.format.event(i, &ev);
         self.pending.extend(chunks);
     }
 
@@ -100,18 +125,19 @@ impl Driver {
         match error {
             Some(e) => self.pending.push_back(e.to_json().to_string()),
             None => {
-                self.plan.record.set_outcome("completed");
-                if self.plan.include_usage {
+                self.outcome("completed");
+                if self.include_usage {
                     let usage = UsageOut::new(
-                        self.plan.prompt_tokens,
+                        self.prompt_tokens,
                         self.completion_tokens,
                         self.cached_tokens,
                     );
-                    self.pending.push_back(self.plan.format.usage(usage));
+                    self.pending.push_back(self.format.usage(usage));
                 }
             }
         }
         self.pending.push_back("[DONE]".into());
+        self.record = None;
     }
 }
 

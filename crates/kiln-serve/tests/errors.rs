@@ -245,3 +245,56 @@ async fn bodies_over_the_limit_are_413() {
         .await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_are_routed_by_model_name() {
+    let s = TestServer::start_models(
+        &["small", "other"],
+        EngineConfig::default(),
+        ServeOptions::default(),
+    )
+    .await;
+    let v: Value = s
+        .get("/v1/models")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["small", "other"]);
+    for (i, name) in ["small", "other"].iter().enumerate() {
+        let (status, v) = s
+            .post_json(
+                "/v1/completions",
+                &json!({"model": name, "prompt": "hi", "max_tokens": 3, "ignore_eos": true}),
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["model"], *name);
+        // Served by its own engine: the other one has generated nothing (yet).
+        let st = s.wait_idle_all().await;
+        assert!(st[i].generated_tokens >= 3, "{name}: {st:?}");
+        if i == 0 {
+            assert_eq!(st[1].generated_tokens, 0, "{st:?}");
+        }
+    }
+    let (status, v) = s
+        .post_json("/v1/completions", &json!({"prompt": "hi"}))
+        .await;
+    let e = assert_error(status, &v, 400);
+    assert_eq!(
+        e["param"], "model",
+        "several models: the request must name one"
+    );
+    let (status, v) = s
+        .post_json("/v1/completions", &json!({"model": "tiny", "prompt": "hi"}))
+        .await;
+    assert_error(status, &v, 404);
+}

@@ -19,10 +19,11 @@ pub struct TestServer {
     pub url: String,
     pub state: Arc<AppState>,
     pub engine: EngineHandle,
+    pub engines: Vec<EngineHandle>,
     pub client: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), ServeError>>>,
-    _dir: tempfile::TempDir,
+    _dirs: Vec<tempfile::TempDir>,
 }
 
 pub fn tiny_engine(name: &str, config: EngineConfig) -> (tempfile::TempDir, EngineHandle) {
@@ -35,8 +36,14 @@ pub fn tiny_engine(name: &str, config: EngineConfig) -> (tempfile::TempDir, Engi
 
 impl TestServer {
     pub async fn start(config: EngineConfig, options: ServeOptions) -> Self {
-        let (dir, engine) = tiny_engine("tiny", config);
-        let state = AppState::new(vec![engine.clone()], options).unwrap();
+        Self::start_models(&["tiny"], config, options).await
+    }
+
+    /// One engine per name, each on its own copy of the tiny model.
+    pub async fn start_models(names: &[&str], config: EngineConfig, options: ServeOptions) -> Self {
+        let (dirs, engines): (Vec<_>, Vec<_>) =
+            names.iter().map(|n| tiny_engine(n, config.clone())).unzip();
+        let state = AppState::new(engines.clone(), options).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
@@ -50,11 +57,12 @@ impl TestServer {
         Self {
             url,
             state,
-            engine,
+            engine: engines[0].clone(),
+            engines,
             client: reqwest::Client::new(),
             stop: Some(tx),
             task: Some(task),
-            _dir: dir,
+            _dirs: dirs,
         }
     }
 
@@ -104,6 +112,20 @@ impl TestServer {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         s
+    }
+}
+
+impl TestServer {
+    /// Every engine's stats once none has anything waiting or running (up to 20 s).
+    pub async fn wait_idle_all(&self) -> Vec<StatsSnapshot> {
+        for _ in 0..400 {
+            let st: Vec<_> = self.engines.iter().map(|e| e.stats()).collect();
+            if st.iter().all(|s| s.waiting == 0 && s.running == 0) {
+                return st;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.engines.iter().map(|e| e.stats()).collect()
     }
 }
 
