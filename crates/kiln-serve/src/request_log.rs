@@ -120,9 +120,16 @@ impl Drop for RequestRecord {
                     .fetch_add(f.completion_tokens as u64, Relaxed);
             }
         }
-        let ttft_ms = f
-            .first_token
-            .map_or(-1.0, |t| (t - self.start).as_secs_f64() * 1e3);
+        let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e4).round() / 10.0;
+        let ttft_ms = f.first_token.map_or(-1.0, |t| ms(t - self.start));
+        let outcome = match (f.outcome, f.status) {
+            (Some(o), _) => o,
+            // The handler was dropped before it answered: the client left.
+            (None, None) => "client_disconnected",
+            (None, Some(s)) if s < 400 => "completed",
+            (None, Some(_)) => "rejected",
+        };
+        let status = f.status.unwrap_or(0);
         macro_rules! line {
             ($level:ident) => {
                 tracing::$level!(
@@ -131,12 +138,12 @@ impl Drop for RequestRecord {
                     method = %self.method,
                     path = %self.path,
                     model,
-                    status = f.status.unwrap_or(0),
+                    status,
                     prompt_tokens = f.prompt_tokens,
                     completion_tokens = f.completion_tokens,
                     ttft_ms,
-                    latency_ms = latency.as_secs_f64() * 1e3,
-                    outcome = f.outcome.unwrap_or("completed"),
+                    latency_ms = ms(latency),
+                    outcome,
                     "request"
                 )
             };

@@ -50,7 +50,8 @@ async fn hundred_clients_disconnecting_mid_stream_leave_the_engine_idle() {
         "the engine still holds requests of departed clients"
     );
     // Cancelled, not run to the end: far fewer than 100 x 200 tokens were generated.
-    assert!(st.generated_tokens < 100 * 200, "{st:?}");
+    eprintln!("generated {} of 20000 tokens", st.generated_tokens);
+    assert!(st.generated_tokens < 100 * 200 / 4, "{st:?}");
     let (status, v) = s
         .post_json(
             "/v1/chat/completions",
