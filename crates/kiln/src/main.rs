@@ -43,12 +43,18 @@ enum Command {
     Tokenizer(cmd::tokenizer::Args),
     Data(cmd::data::Args),
     Train(cmd::train::Args),
+    Serve(cmd::serve::Args),
 }
 
 fn main() -> ExitCode {
     allocator::keep_freed_memory();
     let cli = Cli::parse();
-    common::init(cli.threads, &cli.log);
+    // A server logs one line per request unless told otherwise.
+    let log = match (&cli.command, cli.log.as_str()) {
+        (Command::Serve(_), "warn") => "warn,kiln_serve=info",
+        (_, log) => log,
+    };
+    common::init(cli.threads, log);
     let result = match cli.command {
         Command::Quickstart(a) => cmd::quickstart::run(a),
         Command::Demo(a) => cmd::demo::run(a),
@@ -62,6 +68,7 @@ fn main() -> ExitCode {
         Command::Tokenizer(a) => cmd::tokenizer::run(a),
         Command::Data(a) => cmd::data::run(a),
         Command::Train(a) => cmd::train::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,6 +7,7 @@ pub mod info;
 pub mod perplexity;
 pub mod pull;
 pub mod quickstart;
+pub mod serve;
 pub mod tokenize;
 pub mod tokenizer;
 pub mod train;

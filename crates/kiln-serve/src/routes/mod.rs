@@ -1,0 +1,10 @@
+//! Route handlers: validate, submit, respond (JSON or SSE).
+
+pub mod chat;
+mod chat_stream;
+pub mod completions;
+mod completions_stream;
+pub mod health;
+mod legacy_logprobs;
+pub mod metrics;
+pub mod models;
