@@ -98,13 +98,8 @@ impl EngineLoop {
     fn command(&mut self, cmd: Command) {
         match cmd {
             Command::Add { id, request, tx } => {
-                let out = match OutputStream::new(&request, self.tokenizer.clone(), tx) {
-                    Ok(out) => out,
-                    Err(e) => {
-                        // Unreachable after the handle's checks; the client sees its stream end.
-                        tracing::warn!("request {id} refused by the engine: {e}");
-                        return;
-                    }
+                let Some(out) = OutputStream::new(&request, self.tokenizer.clone(), tx) else {
+                    return;
                 };
                 let mut seq =
                     self.scheduler
@@ -173,7 +168,11 @@ impl EngineLoop {
                 row += rows;
                 continue;
             };
-            let prompt_len = self.scheduler.get(s.id).map_or(0, |q| q.prompt_len);
+            let (prompt_len, cached) = self
+                .scheduler
+                .get(s.id)
+                .map_or((0, 0), |q| (q.prompt_len, q.num_cached_tokens));
+            a.out.cached_tokens = cached;
             let prefill = prompt_len.saturating_sub(s.start_pos).min(s.tokens.len());
             self.stats
                 .prompt_tokens_computed

@@ -97,7 +97,7 @@ impl EngineHandle {
             return Err(EngineError::EmptyPrompt);
         }
         let context = s.meta.context_length;
-        let total = request.prompt.len() + request.max_tokens;
+        let total = request.prompt.len().saturating_add(request.max_tokens);
         if total > context {
             return Err(EngineError::ContextOverflow {
                 prompt: request.prompt.len(),

@@ -29,14 +29,22 @@ pub struct OutputStream {
 }
 
 impl OutputStream {
-    /// `req.sampling` must have been validated (the handle does it at submission).
+    /// Fails (after telling the client) when the sampling parameters are invalid; the
+    /// handle checks them at submission, so this is a second line of defence.
     pub fn new(
         req: &EngineRequest,
         tokenizer: Arc<Tokenizer>,
         tx: UnboundedSender<EngineEvent>,
-    ) -> kiln_model::Result<Self> {
-        Ok(Self {
-            sampler: LogitsProcessor::new(req.sampling.clone())?,
+    ) -> Option<Self> {
+        let sampler = match LogitsProcessor::new(req.sampling.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = tx.send(EngineEvent::Error(e.to_string()));
+                return None;
+            }
+        };
+        Some(Self {
+            sampler,
             detok: TokenStreamDecoder::new(),
             stops: StopMatcher::new(req.stop.clone()),
             tokenizer,
