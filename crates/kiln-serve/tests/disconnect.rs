@@ -93,3 +93,70 @@ async fn graceful_shutdown_finishes_in_flight_streams() {
         .submit(kiln_engine::EngineRequest::greedy(vec![1], 1))
         .is_err());
 }
+
+/// One abusive request of kind `i % 8`: most are refused with a 4xx, some stream and leave.
+async fn abuse(client: reqwest::Client, url: String, i: usize) -> u16 {
+    let chat = format!("{url}/v1/chat/completions");
+    let body = match i % 8 {
+        0 => return send_raw(&client, &chat, "{\"messages\": [").await,
+        1 => json!({"messages": "not a list"}),
+        2 => json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": -5}),
+        3 => json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1u64 << 40}),
+        4 => json!({"model": "nope", "messages": [{"role": "user", "content": "hi"}]}),
+        5 => json!({"messages": []}),
+        6 => json!({"messages": [{"role": "user", "content": "word ".repeat(2000)}]}),
+        _ => {
+            let resp = client.post(&chat).json(&long_stream()).send().await;
+            let Ok(resp) = resp else { return 0 };
+            let status = resp.status().as_u16();
+            let mut body = resp.bytes_stream();
+            let _ = body.next().await; // leave after the first chunk
+            return status;
+        }
+    };
+    match client.post(&chat).json(&body).send().await {
+        Ok(r) => r.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+async fn send_raw(client: &reqwest::Client, url: &str, body: &'static str) -> u16 {
+    let r = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await;
+    r.map_or(0, |r| r.status().as_u16())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_bad_or_abandoned_requests_leave_every_block_free() {
+    let s = TestServer::default().await;
+    let mut statuses = std::collections::BTreeMap::new();
+    for round in 0..10 {
+        let tasks: Vec<_> = (0..100)
+            .map(|j| tokio::spawn(abuse(reqwest::Client::new(), s.url.clone(), round * 100 + j)))
+            .collect();
+        for t in tasks {
+            *statuses.entry(t.await.unwrap()).or_insert(0) += 1;
+        }
+    }
+    // Streams answer 200; every other kind is a client error, never a 5xx or a dropped
+    // connection.
+    assert_eq!(statuses.get(&200), Some(&125), "{statuses:?}");
+    assert_eq!(statuses.values().sum::<i32>(), 1000);
+    assert!(
+        statuses.keys().all(|&c| c == 200 || (400..500).contains(&c)),
+        "{statuses:?}"
+    );
+    let st = s.wait_idle().await;
+    assert_eq!((st.waiting, st.running, st.kv_blocks_used), (0, 0, 0), "{st:?}");
+    let (status, v) = s
+        .post_json(
+            "/v1/chat/completions",
+            &json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}),
+        )
+        .await;
+    assert_eq!(status, 200, "the server still serves: {v}");
+}
