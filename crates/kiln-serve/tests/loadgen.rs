@@ -224,3 +224,41 @@ async fn prefix_cache_probe_sees_the_cache() {
     assert!(p.cached.p50 < 100.0 && p.speedup > 1.5, "{p:?}");
     assert_eq!(p.reported_prompt_tokens, Some(60));
 }
+
+/// A server that drops its first connection unanswered (as a server does when it closes a
+/// keep-alive connection the client is reusing), then answers on the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_closed_before_answering_is_retried_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        for n in 0.. {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 65536];
+            let _ = sock.read(&mut buf).await;
+            if n == 0 {
+                continue; // dropped: closed without a response
+            }
+            let chunk = json!({"choices": [{"index": 0, "text": " hi", "finish_reason": "length"}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 1}});
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n\
+                 data: {chunk}\n\ndata: [DONE]\n\n"
+            );
+            let _ = sock.write_all(resp.as_bytes()).await;
+        }
+    });
+    let url = checked_url(&format!("http://{addr}"), Endpoint::Completions, false).unwrap();
+    let client = Client::new(ClientConfig {
+        url,
+        endpoint: Endpoint::Completions,
+        model: "m".into(),
+        api_key: None,
+        gen_tokens: 1,
+        eos_hints: true,
+    })
+    .unwrap();
+    let r = client.complete("a b c").await.unwrap();
+    assert_eq!((r.completion_tokens, r.prompt_tokens), (1, Some(3)));
+}

@@ -73,15 +73,14 @@ impl Client {
     /// Sends one request and reads its stream to the end. Dropping the future cancels the
     /// request (the connection closes, which servers take as a client abort).
     pub async fn complete(&self, prompt: &str) -> Result<RequestRecord, LoadgenError> {
-        let mut req = self
-            .http
-            .post(self.cfg.url.clone())
-            .json(&self.body(prompt));
-        if let Some(key) = &self.cfg.api_key {
-            req = req.bearer_auth(key);
-        }
-        let sent = Instant::now();
-        let resp = req.send().await?;
+        let body = self.body(prompt);
+        // A keep-alive connection the server closed just as it was reused fails before
+        // the request reaches it (seen with llama-server between levels); one retry on a
+        // fresh connection is what every HTTP client does, and the clock restarts with it.
+        let (sent, resp) = match self.send(&body).await {
+            Err(e) if is_stale_connection(&e) => self.send(&body).await?,
+            r => r?,
+        };
         let status = resp.status();
         if !status.is_success() {
             let body = resp.text().await.unwrap_or_default();
@@ -90,6 +89,24 @@ impl Client {
                 body: body.trim().chars().take(200).collect(),
             });
         }
+        self.read_stream(sent, resp).await
+    }
+
+    async fn send(&self, body: &Value) -> Result<(Instant, reqwest::Response), reqwest::Error> {
+        let mut req = self.http.post(self.cfg.url.clone()).json(body);
+        if let Some(key) = &self.cfg.api_key {
+            req = req.bearer_auth(key);
+        }
+        let sent = Instant::now();
+        Ok((sent, req.send().await?))
+    }
+
+    /// Reads the SSE stream, timing each chunk, until `[DONE]` or the end of the body.
+    async fn read_stream(
+        &self,
+        sent: Instant,
+        resp: reqwest::Response,
+    ) -> Result<RequestRecord, LoadgenError> {
         let mut timer = RequestTimer::new(sent);
         let mut decoder = SseDecoder::default();
         let mut stream = resp.bytes_stream();
@@ -123,6 +140,19 @@ impl Client {
         }
         timer.finish(Instant::now())
     }
+}
+
+/// Whether `e` is hyper's "connection closed before message completed" on sending: the
+/// server closed a pooled connection before answering anything.
+fn is_stale_connection(e: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            return h.is_incomplete_message();
+        }
+        source = s.source();
+    }
+    false
 }
 
 #[cfg(test)]

@@ -159,10 +159,11 @@ pub fn render_table(r: &LoadReport) -> String {
     );
     let _ = writeln!(
         s,
-        "{:>5} {:>5} {:>5} {:>8} {:>10} {:>22} {:>20} {:>9} {:>9}",
+        "{:>5} {:>5} {:>5} {:>6} {:>8} {:>10} {:>22} {:>20} {:>9} {:>9}",
         "conc",
         "ok",
         "fail",
+        "cancel",
         "req/s",
         "out tok/s",
         "TTFT p50/p95/p99 ms",
@@ -174,10 +175,11 @@ pub fn render_table(r: &LoadReport) -> String {
         let opt = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.0}"));
         let _ = writeln!(
             s,
-            "{:>5} {:>5} {:>5} {:>8.2} {:>10.1} {:>22} {:>20} {:>9} {:>9}",
+            "{:>5} {:>5} {:>5} {:>6} {:>8.2} {:>10.1} {:>22} {:>20} {:>9} {:>9}",
             l.concurrency,
             l.ok,
-            l.failed + l.cancelled,
+            l.failed,
+            l.cancelled + l.not_started,
             l.requests_per_s,
             l.output_tok_s,
             p3(&l.ttft_ms),
@@ -199,7 +201,12 @@ pub fn render_table(r: &LoadReport) -> String {
         }
     }
     if r.time_bound_hit {
-        let _ = writeln!(s, "stopped at the {:.0} s time bound (--max-seconds): cancelled and unstarted requests are not in the rates", r.max_seconds);
+        let _ = writeln!(
+            s,
+            "stopped at the {:.0} s time bound (--max-seconds); `cancel` counts requests cut \
+             off or never sent, and the rates leave them out",
+            r.max_seconds
+        );
     }
     s
 }
