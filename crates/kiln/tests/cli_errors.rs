@@ -441,3 +441,40 @@ fn non_utf8_text_files() {
         ),
     ]);
 }
+
+#[test]
+fn bench_serve_bad_settings() {
+    // None of these reach the network: the URL and the settings are checked first.
+    let serve = |extra: &[&'static str]| {
+        let mut a = vec![s("bench"), s("serve"), s("--model"), s("x")];
+        a.extend(extra.iter().map(|x| s(x)));
+        a
+    };
+    check(&[
+        case(
+            "remote URL without --allow-remote",
+            &serve(&["--url", "http://10.1.2.3:8000"]),
+            &["10.1.2.3", "--allow-remote"],
+        ),
+        case(
+            "not a URL",
+            &serve(&["--url", "127.0.0.1:8000"]),
+            &["--url"],
+        ),
+        case(
+            "shared prefix as long as the prompt",
+            &serve(&["--prompt-tokens", "100", "--shared-prefix-tokens", "100"]),
+            &["--shared-prefix-tokens"],
+        ),
+        case(
+            "zero concurrency",
+            &serve(&["--concurrency", "1,0"]),
+            &["--concurrency"],
+        ),
+        case(
+            "probe without a shared prefix",
+            &serve(&["--prefix-cache-probe"]),
+            &["--shared-prefix-tokens"],
+        ),
+    ]);
+}

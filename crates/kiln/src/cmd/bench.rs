@@ -1,23 +1,33 @@
 //! `kiln bench`: prefill and decode throughput, measured the way `llama-bench` does
 //! (pp: one batch of N prompt tokens from an empty cache; tg: N single-token steps).
+//! `kiln bench serve` (bench_serve.rs) load-tests an OpenAI-compatible server instead.
 
 use std::time::Instant;
 
-use anyhow::Result;
-use clap::Args as ClapArgs;
+use anyhow::{Context, Result};
+use clap::{Args as ClapArgs, Subcommand};
 use kiln_model::{Batch, CausalLM, ForwardContext, LogitsMode};
 use serde::Serialize;
 
 use crate::common::{print_json, ModelArgs};
 
+use super::bench_serve;
+
 /// Measure prefill and decode tokens/s of a model (median and min-max over --repeats).
 ///
 /// Compare with llama.cpp on the same file and thread count:
 /// `llama-bench -m MODEL -t 2 -p 512 -n 128` next to `kiln --threads 2 bench --model MODEL`.
+/// `kiln bench serve --help` load-tests an OpenAI-compatible server.
 #[derive(ClapArgs, Debug)]
+// `kiln bench --model M` keeps working as before; a subcommand takes none of these flags,
+// and --model is required only without one.
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Args {
-    #[command(flatten)]
-    pub model: ModelArgs,
+    #[command(subcommand)]
+    pub command: Option<BenchCommand>,
+    /// A GGUF file or a Hugging Face model directory (config.json, model.safetensors, tokenizer.json).
+    #[arg(long, short = 'm', required = true)]
+    pub model: Option<std::path::PathBuf>,
     /// Prompt tokens processed in one batch (0 skips the prefill test).
     #[arg(long, default_value_t = 512)]
     pub prompt_tokens: usize,
@@ -30,6 +40,11 @@ pub struct Args {
     /// Print {"prefill_tok_s": .., "decode_tok_s": .., ...}.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    Serve(bench_serve::Args),
 }
 
 #[derive(Serialize)]
@@ -61,7 +76,13 @@ struct Report {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let m = a.model.load()?;
+    if let Some(BenchCommand::Serve(s)) = a.command {
+        return bench_serve::run(s);
+    }
+    let model_args = ModelArgs {
+        model: a.model.context("--model is required")?,
+    };
+    let m = model_args.load()?;
     let model: &dyn CausalLM = &m.model;
     let vocab = model.config().vocab_size as u32;
     let repeats = a.repeats.max(1);
@@ -100,7 +121,7 @@ pub fn run(a: Args) -> Result<()> {
         .then(|| run_test(&decode_once))
         .transpose()?;
     let r = Report {
-        model: a.model.model.display().to_string(),
+        model: model_args.model.display().to_string(),
         threads: candle_core::utils::get_num_threads(),
         prompt_tokens: a.prompt_tokens,
         gen_tokens: a.gen_tokens,
