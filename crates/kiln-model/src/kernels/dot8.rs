@@ -104,50 +104,61 @@ mod avx2 {
         let mut extra = _mm256_setzero_ps();
         let mask = _mm_set1_epi8(0x0F);
         let ones = _mm256_set1_epi16(1);
-        let mut scale = [0f32; 8];
-        for i in 0..nb {
-            let b = w.as_ptr().add(i * bb);
-            let d = f16_ptr(b);
-            let dv = _mm256_set1_ps(d);
-            let ad = _mm256_loadu_ps(lanes.d.get_unchecked(i).as_ptr());
-            // d · a.d for the eight rows: the same products dot_tile forms one by one.
-            _mm256_storeu_ps(scale.as_mut_ptr(), _mm256_mul_ps(dv, ad));
-            let wv = match kind {
-                QuantKind::Q4_0 | QuantKind::Q4_1 => {
-                    let off = if kind == QuantKind::Q4_1 { 4 } else { 2 };
-                    let q = _mm_loadu_si128(b.add(off) as *const __m128i);
-                    let lo = _mm_and_si128(q, mask);
-                    let hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
-                    if kind == QuantKind::Q4_1 {
-                        let m = _mm256_set1_ps(f16_ptr(b.add(2)));
-                        let s = _mm256_loadu_ps(lanes.s.get_unchecked(i).as_ptr());
-                        extra = _mm256_add_ps(extra, _mm256_mul_ps(m, s));
-                    } else {
-                        // (m · a.d) · Σq with m = -8 d, as dot_tile's scalar expression.
-                        let m = _mm256_set1_ps(-8.0 * d);
-                        let is = _mm256_loadu_ps(lanes.isum.get_unchecked(i).as_ptr());
-                        extra = _mm256_add_ps(extra, _mm256_mul_ps(_mm256_mul_ps(m, ad), is));
+        // d · a.d per (block, row), computed a chunk of blocks ahead so the main loop reads
+        // each as a broadcast load instead of shuffling it out of a register.
+        const CHUNK: usize = 32;
+        let mut scale = [[0f32; 8]; CHUNK];
+        for c0 in (0..nb).step_by(CHUNK) {
+            let c1 = nb.min(c0 + CHUNK);
+            for i in c0..c1 {
+                let b = w.as_ptr().add(i * bb);
+                let d = f16_ptr(b);
+                let ad = _mm256_loadu_ps(lanes.d.get_unchecked(i).as_ptr());
+                // The same products dot_tile forms one by one.
+                let sc = _mm256_mul_ps(_mm256_set1_ps(d), ad);
+                _mm256_storeu_ps(scale.get_unchecked_mut(i - c0).as_mut_ptr(), sc);
+                if kind == QuantKind::Q4_1 {
+                    let m = _mm256_set1_ps(f16_ptr(b.add(2)));
+                    let s = _mm256_loadu_ps(lanes.s.get_unchecked(i).as_ptr());
+                    extra = _mm256_add_ps(extra, _mm256_mul_ps(m, s));
+                } else if kind == QuantKind::Q4_0 {
+                    // (m · a.d) · Σq with m = -8 d, as dot_tile's scalar expression.
+                    let m = _mm256_set1_ps(-8.0 * d);
+                    let is = _mm256_loadu_ps(lanes.isum.get_unchecked(i).as_ptr());
+                    extra = _mm256_add_ps(extra, _mm256_mul_ps(_mm256_mul_ps(m, ad), is));
+                }
+            }
+            let scale = std::hint::black_box(&scale);
+            for i in c0..c1 {
+                let b = w.as_ptr().add(i * bb);
+                let wv = match kind {
+                    QuantKind::Q4_0 | QuantKind::Q4_1 => {
+                        let off = if kind == QuantKind::Q4_1 { 4 } else { 2 };
+                        let q = _mm_loadu_si128(b.add(off) as *const __m128i);
+                        let lo = _mm_and_si128(q, mask);
+                        let hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
+                        _mm256_set_m128i(hi, lo)
                     }
-                    _mm256_set_m128i(hi, lo)
+                    QuantKind::Q8_0 => _mm256_loadu_si256(b.add(2) as *const __m256i),
+                };
+                let (wu, sign) = match kind {
+                    QuantKind::Q8_0 => (_mm256_sign_epi8(wv, wv), Some(wv)),
+                    _ => (wv, None),
+                };
+                let sc = scale.get_unchecked(i - c0);
+                for r in 0..8 {
+                    let a = acts[r].get_unchecked(i);
+                    let mut av = _mm256_load_si256(a.qs.as_ptr() as *const __m256i);
+                    if let Some(sg) = sign {
+                        av = _mm256_sign_epi8(av, sg);
+                    }
+                    let p = _mm256_madd_epi16(_mm256_maddubs_epi16(wu, av), ones);
+                    acc[r] = _mm256_fmadd_ps(
+                        _mm256_broadcast_ss(sc.get_unchecked(r)),
+                        _mm256_cvtepi32_ps(p),
+                        acc[r],
+                    );
                 }
-                QuantKind::Q8_0 => _mm256_loadu_si256(b.add(2) as *const __m256i),
-            };
-            let (wu, sign) = match kind {
-                QuantKind::Q8_0 => (_mm256_sign_epi8(wv, wv), Some(wv)),
-                _ => (wv, None),
-            };
-            for r in 0..8 {
-                let a = acts[r].get_unchecked(i);
-                let mut av = _mm256_load_si256(a.qs.as_ptr() as *const __m256i);
-                if let Some(sg) = sign {
-                    av = _mm256_sign_epi8(av, sg);
-                }
-                let p = _mm256_madd_epi16(_mm256_maddubs_epi16(wu, av), ones);
-                acc[r] = _mm256_fmadd_ps(
-                    _mm256_broadcast_ss(scale.get_unchecked(r)),
-                    _mm256_cvtepi32_ps(p),
-                    acc[r],
-                );
             }
         }
         let mut ex = [0f32; 8];
