@@ -136,7 +136,13 @@ async fn a_thousand_bad_or_abandoned_requests_leave_every_block_free() {
     let mut statuses = std::collections::BTreeMap::new();
     for round in 0..10 {
         let tasks: Vec<_> = (0..100)
-            .map(|j| tokio::spawn(abuse(reqwest::Client::new(), s.url.clone(), round * 100 + j)))
+            .map(|j| {
+                tokio::spawn(abuse(
+                    reqwest::Client::new(),
+                    s.url.clone(),
+                    round * 100 + j,
+                ))
+            })
             .collect();
         for t in tasks {
             *statuses.entry(t.await.unwrap()).or_insert(0) += 1;
@@ -147,11 +153,17 @@ async fn a_thousand_bad_or_abandoned_requests_leave_every_block_free() {
     assert_eq!(statuses.get(&200), Some(&125), "{statuses:?}");
     assert_eq!(statuses.values().sum::<i32>(), 1000);
     assert!(
-        statuses.keys().all(|&c| c == 200 || (400..500).contains(&c)),
+        statuses
+            .keys()
+            .all(|&c| c == 200 || (400..500).contains(&c)),
         "{statuses:?}"
     );
     let st = s.wait_idle().await;
-    assert_eq!((st.waiting, st.running, st.kv_blocks_used), (0, 0, 0), "{st:?}");
+    assert_eq!(
+        (st.waiting, st.running, st.kv_blocks_used),
+        (0, 0, 0),
+        "{st:?}"
+    );
     let (status, v) = s
         .post_json(
             "/v1/chat/completions",
