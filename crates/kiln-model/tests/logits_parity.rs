@@ -5,9 +5,7 @@
 //! `${KILN_REF_PYTHON:-$HOME/.cache/kiln/venv/bin/python}`; when either is missing the test
 //! prints `SKIP: ...` and passes, unless `KILN_REQUIRE_ASSETS=1`.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 
 use candle_core::Device;
 use kiln_model::{Batch, CausalLM, ForwardContext, LogitsMode};
@@ -20,78 +18,10 @@ const PROMPTS: &[&str] = &[
 
 const MAX_ABS_DIFF: f32 = 0.5;
 
-fn home() -> PathBuf {
-    PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into()))
-}
-
-fn skip(why: &str) {
-    if std::env::var("KILN_REQUIRE_ASSETS").is_ok_and(|v| v == "1") {
-        panic!("KILN_REQUIRE_ASSETS=1 but {why}");
-    }
-    eprintln!("SKIP: {why}");
-}
-
-fn model_path() -> Option<PathBuf> {
-    let dir = match std::env::var_os("KILN_ASSETS") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => home().join(".cache/kiln/assets"),
-    };
-    let p = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    if p.exists() {
-        return Some(p);
-    }
-    skip(&format!(
-        "{} is missing (run scripts/fetch-assets.sh)",
-        p.display()
-    ));
-    None
-}
-
-fn reference_python() -> Option<PathBuf> {
-    let py = match std::env::var_os("KILN_REF_PYTHON") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => home().join(".cache/kiln/venv/bin/python"),
-    };
-    let ok = Command::new(&py)
-        .args(["-c", "import llama_cpp, numpy"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok {
-        return Some(py);
-    }
-    skip(&format!(
-        "the llama.cpp reference is not installed ({} cannot import llama_cpp; run scripts/setup-reference.sh)",
-        py.display()
-    ));
-    None
-}
-
 /// llama.cpp's prompt tokens and last-position logits.
 fn reference_logits(py: &Path, model: &Path, prompt: &str) -> (Vec<u32>, Vec<f32>) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/llama_ref.py");
-    let mut child = Command::new(py)
-        .arg(&script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running llama_ref.py");
     let req = serde_json::json!({"op": "logits", "model": model, "prompt": prompt});
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(req.to_string().as_bytes())
-        .expect("writing the request");
-    let out = child.wait_with_output().expect("waiting for llama_ref.py");
-    assert!(
-        out.status.success(),
-        "llama_ref.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON from llama_ref.py");
+    let v = kiln_testing::llama_ref(py, &req);
     let ids = v["ids"]
         .as_array()
         .expect("ids")
@@ -117,7 +47,10 @@ fn argmax(v: &[f32]) -> usize {
 
 #[test]
 fn last_position_logits_match_llama_cpp() {
-    let (Some(path), Some(py)) = (model_path(), reference_python()) else {
+    let (Some(path), Some(py)) = (
+        kiln_testing::smollm2(),
+        kiln_testing::python_importing("llama_cpp, numpy"),
+    ) else {
         return;
     };
     let device = Device::Cpu;

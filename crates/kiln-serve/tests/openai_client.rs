@@ -7,45 +7,16 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 
 use common::TestServer;
 use kiln_engine::EngineConfig;
 use kiln_serve::ServeOptions;
 
-fn skip(why: &str) {
-    if std::env::var("KILN_REQUIRE_ASSETS").is_ok_and(|v| v == "1") {
-        panic!("KILN_REQUIRE_ASSETS=1 but {why}");
-    }
-    eprintln!("SKIP: {why}");
-}
-
-fn python_with_openai() -> Option<PathBuf> {
-    let py = match std::env::var_os("KILN_REF_PYTHON") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into()))
-            .join(".cache/kiln/venv/bin/python"),
-    };
-    let ok = Command::new(&py)
-        .args(["-c", "import openai"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok {
-        return Some(py);
-    }
-    skip(&format!(
-        "{} cannot import openai (run scripts/setup-reference.sh)",
-        py.display()
-    ));
-    None
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn official_openai_client_works() {
-    let Some(py) = python_with_openai() else {
+    let Some(py) = kiln_testing::python_importing("openai") else {
         return;
     };
     let key = "sk-kiln-test";

@@ -21,25 +21,7 @@ const ROWS: usize = 3;
 
 /// The reference Python when it imports torch and transformers; `None` after a visible skip.
 fn transformers_python() -> Option<PathBuf> {
-    let py = match std::env::var_os("KILN_REF_PYTHON") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into()))
-            .join(".cache/kiln/venv/bin/python"),
-    };
-    let ok = Command::new(&py)
-        .args(["-c", "import torch, transformers"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok {
-        return Some(py);
-    }
-    common::skip(&format!(
-        "{} cannot import torch and transformers (run scripts/setup-reference.sh)",
-        py.display()
-    ));
-    None
+    common::python_importing("torch, transformers")
 }
 
 fn os(s: &str) -> &OsStr {
