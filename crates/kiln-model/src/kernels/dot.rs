@@ -47,21 +47,24 @@ pub fn dot_rows_scalar<const R: usize>(
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+pub(super) mod avx2 {
     use std::arch::x86_64::*;
 
     use super::super::blocks::{ActBlock, QuantKind};
 
+    /// The little-endian f16 at `p` as f32.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn f16_ptr(p: *const u8) -> f32 {
+    pub(in crate::kernels) unsafe fn f16_ptr(p: *const u8) -> f32 {
         let bits = u16::from_le_bytes([*p, *p.add(1)]);
         _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
     }
 
+    /// Sum of 8 lanes: halves added, then pairs, then the last two (the order every quantized
+    /// dot product here, and ggml's, reduces in).
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn hsum(v: __m256) -> f32 {
+    pub(in crate::kernels) unsafe fn hsum(v: __m256) -> f32 {
         let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
         let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));

@@ -62,24 +62,8 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     use super::super::blocks::{ActBlock, QuantKind};
+    use super::super::dot::avx2::{f16_ptr, hsum};
     use super::ActLanes8;
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn f16_ptr(p: *const u8) -> f32 {
-        let bits = u16::from_le_bytes([*p, *p.add(1)]);
-        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
-    }
-
-    /// Horizontal sum in the order of `dot::avx2::hsum` (halves, then pairs, then lanes).
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-        _mm_cvtss_f32(s)
-    }
 
     /// `KIND` is 0, 1, 2 for Q4_0, Q4_1, Q8_0: a constant, so each kind compiles to a loop
     /// without branches (and with registers to spare for the eight accumulators).
@@ -128,6 +112,8 @@ mod avx2 {
                     extra = _mm256_add_ps(extra, _mm256_mul_ps(_mm256_mul_ps(m, ad), is));
                 }
             }
+            // Opaque to the optimiser, which would otherwise forward the stores above into
+            // register shuffles: the broadcast loads are the point.
             let scale = std::hint::black_box(&scale);
             for i in c0..c1 {
                 let b = w.as_ptr().add(i * bb);
