@@ -50,6 +50,14 @@ pub async fn next_before(
 
 /// Submits every request, all or none: if one is refused, those already queued are
 /// dropped (cancelled). `what` names the prompt field in errors.
+/// Tokens a request may cost against a rate limit: every prompt plus every budget.
+pub fn token_cost(requests: &[EngineRequest]) -> u64 {
+    requests
+        .iter()
+        .map(|r| (r.prompt.len() + r.max_tokens) as u64)
+        .sum()
+}
+
 pub fn submit_all(
     engine: &EngineHandle,
     requests: Vec<EngineRequest>,

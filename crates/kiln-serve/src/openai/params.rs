@@ -6,7 +6,9 @@ use kiln_model::SamplingParams;
 
 use crate::openai::error::ApiError;
 
-/// Sampling fields as they arrive (both APIs have the same ones).
+/// Sampling fields as they arrive (both APIs have the same ones). Each request body lists
+/// them itself rather than `#[serde(flatten)]`ing this struct: flattened fields lose their
+/// name in type errors, and a 400 must name the parameter.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SamplingFields {
     pub temperature: Option<f64>,

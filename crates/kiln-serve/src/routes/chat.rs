@@ -11,7 +11,7 @@ use kiln_model::ChatMessage;
 
 use crate::app::AppState;
 use crate::auth::ClientId;
-use crate::generation::{collect, finish_reason, submit_all, ChoiceResult, Deadline};
+use crate::generation::{collect, finish_reason, submit_all, token_cost, ChoiceResult, Deadline};
 use crate::openai::chat::{
     AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionRequest, ChatLogprobs,
     ChatMessageIn, ChatTokenLogprob,
@@ -43,12 +43,7 @@ pub async fn chat_completions(
     let entry = state.models.resolve(req.model.as_deref())?;
     record.set_model(entry.name());
     let plan = plan(&req, entry)?;
-    let cost = plan
-        .requests
-        .iter()
-        .map(|r| (r.prompt.len() + r.max_tokens) as u64)
-        .sum();
-    state.limiter.check(&client, cost)?;
+    state.limiter.check(&client, token_cost(&plan.requests))?;
     let n = plan.requests.len();
     let events = submit_all(&entry.engine, plan.requests, "messages")?;
     record.admitted(plan.prompt_tokens, n);

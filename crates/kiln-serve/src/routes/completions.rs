@@ -11,7 +11,7 @@ use kiln_engine::EngineRequest;
 
 use crate::app::AppState;
 use crate::auth::ClientId;
-use crate::generation::{collect, finish_reason, submit_all, ChoiceResult, Deadline};
+use crate::generation::{collect, finish_reason, submit_all, token_cost, ChoiceResult, Deadline};
 use crate::openai::common::{unix_now, UsageOut};
 use crate::openai::completions::{Completion, CompletionChoice, CompletionRequest, PromptSpec};
 use crate::openai::error::ApiError;
@@ -76,12 +76,7 @@ pub async fn completions(
     let entry = state.models.resolve(req.model.as_deref())?;
     record.set_model(entry.name());
     let mut plan = plan(&req, entry)?;
-    let cost = plan
-        .requests
-        .iter()
-        .map(|r| (r.prompt.len() + r.max_tokens) as u64)
-        .sum();
-    state.limiter.check(&client, cost)?;
+    state.limiter.check(&client, token_cost(&plan.requests))?;
     let echoes = plan.echoes(entry);
     let choices = plan.requests.len();
     let events = submit_all(&entry.engine, std::mem::take(&mut plan.requests), "prompt")?;
