@@ -4,17 +4,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
-use kiln_model::{CausalLM, LoadedModel};
+use kiln_model::{CausalLM, LoadedModel, PagedKvCache};
 
 use crate::config::EngineConfig;
 use crate::error::{EngineError, Result};
 use crate::handle::{EngineHandle, ModelMeta, Shared};
 use crate::stats::EngineStats;
-
-/// Bytes of keys and values one token takes in the cache (f16, all layers).
-pub fn kv_bytes_per_token(cfg: &kiln_model::ModelConfig) -> usize {
-    2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * 2
-}
 
 /// Loads nothing itself: takes a loaded model, starts its engine thread and returns the
 /// handle. `name` is the model's name in the API.
@@ -25,7 +20,7 @@ pub fn start(loaded: LoadedModel, name: &str, config: EngineConfig) -> Result<En
         ));
     }
     let mcfg = loaded.model.config().clone();
-    let block_bytes = kv_bytes_per_token(&mcfg) * config.block_size;
+    let block_bytes = PagedKvCache::bytes_per_token(&mcfg) * config.block_size;
     let num_blocks = config.kv_cache_mb * (1 << 20) / block_bytes;
     if num_blocks == 0 {
         return Err(EngineError::InvalidParameter(format!(

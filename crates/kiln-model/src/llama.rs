@@ -12,6 +12,7 @@ use crate::causal_lm::{Batch, CausalLM, ForwardContext, LayerCache, LogitsMode, 
 use crate::config::{MlpKind, ModelConfig, PositionKind};
 use crate::error::{ModelError, Result};
 use crate::layers::{Attention, Embedding, GeluMlp, Linear, Mlp, Norm, RotaryEmbedding, SwiGluMlp};
+use crate::paged_kv::SeqLogits;
 use crate::weights::Weights;
 
 #[derive(Debug, Clone)]
@@ -231,9 +232,9 @@ impl Llama {
         for s in seqs {
             let len = s.len as u32;
             match s.logits {
-                crate::paged_kv::SeqLogits::None => {}
-                crate::paged_kv::SeqLogits::Last => rows.push(offset + len - 1),
-                crate::paged_kv::SeqLogits::All => rows.extend(offset..offset + len),
+                SeqLogits::None => {}
+                SeqLogits::Last => rows.push(offset + len - 1),
+                SeqLogits::All => rows.extend(offset..offset + len),
             }
             offset += len;
         }
