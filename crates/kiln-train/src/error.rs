@@ -58,6 +58,17 @@ pub enum TrainError {
     Config { path: PathBuf, msg: String },
     #[error("checkpoint {}: {msg}", .path.display())]
     Checkpoint { path: PathBuf, msg: String },
+    /// A fine-tuning JSONL line that is not one of the accepted shapes.
+    #[error("{}:{line}: {msg}", .path.display())]
+    DataLine {
+        path: PathBuf,
+        line: usize,
+        msg: String,
+    },
+    #[error("{}: no examples (the file is empty or has only blank lines)", .path.display())]
+    EmptyDataset { path: PathBuf },
+    #[error("data position: {0}")]
+    DataPosition(String),
     #[error("{0}")]
     Model(String),
     #[error("invalid argument: {0}")]

@@ -24,6 +24,7 @@ pub mod plot;
 pub mod rng;
 pub mod scaling_fit;
 pub mod schedule;
+pub mod sft_data;
 pub mod shards;
 pub mod study;
 pub mod sweep;

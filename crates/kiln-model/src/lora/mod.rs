@@ -1,0 +1,15 @@
+//! LoRA adapters (Hu et al. 2021): which layers they target, their config, and their files
+//! in PEFT's layout.
+
+pub mod adapter_file;
+pub mod config;
+pub mod target;
+
+#[cfg(test)]
+mod adapter_file_tests;
+
+pub use adapter_file::{
+    load_adapter, save_adapter, LoraAdapter, LoraWeights, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE,
+};
+pub use config::LoraConfig;
+pub use target::{LoraFactor, LoraModule, LoraTarget};
