@@ -13,6 +13,7 @@ use crate::chat_template::ChatTemplate;
 use crate::config::{HfLlamaConfig, ModelConfig};
 use crate::error::{ModelError, Result};
 use crate::llama::Llama;
+use crate::lora::LoraSet;
 use crate::tokenizer::Tokenizer;
 use crate::weights::gguf::{GgufFile, GgufSource};
 use crate::weights::safetensors::SafetensorsSource;
@@ -63,10 +64,34 @@ pub fn load_tokenizer(path: &Path) -> Result<(Tokenizer, Option<ChatTemplate>)> 
 }
 
 pub fn load(path: &Path, device: &Device) -> Result<LoadedModel> {
+    load_with_lora(path, device, |_| Ok(None))
+}
+
+/// [`load`] with an adapter attached to the layers it targets. `lora` chooses it once the
+/// base's configuration is known (a saved adapter checked against it, or fresh trainable
+/// factors sized for it); `None` loads the base alone.
+pub fn load_with_lora(
+    path: &Path,
+    device: &Device,
+    lora: impl FnOnce(&ModelConfig) -> Result<Option<Arc<LoraSet>>>,
+) -> Result<LoadedModel> {
     match detect(path)? {
-        ModelFormat::Gguf => load_gguf(path, device),
-        ModelFormat::HuggingFace => load_hf(path, device),
+        ModelFormat::Gguf => load_gguf(path, device, lora),
+        ModelFormat::HuggingFace => load_hf(path, device, lora),
     }
+}
+
+/// The weights the model reads: `source`, with the adapter `lora` chooses for `cfg`.
+fn weights_for(
+    source: Arc<dyn WeightSource>,
+    cfg: &ModelConfig,
+    lora: impl FnOnce(&ModelConfig) -> Result<Option<Arc<LoraSet>>>,
+) -> Result<Weights> {
+    let w = Weights::new(source);
+    Ok(match lora(cfg)? {
+        Some(set) => w.with_lora(set),
+        None => w,
+    })
 }
 
 fn detect(path: &Path) -> Result<ModelFormat> {
@@ -102,7 +127,11 @@ fn gguf_tokenizer(file: &GgufFile) -> Result<(Tokenizer, Option<ChatTemplate>)> 
     Ok((tokenizer, template))
 }
 
-fn load_gguf(path: &Path, device: &Device) -> Result<LoadedModel> {
+fn load_gguf(
+    path: &Path,
+    device: &Device,
+    lora: impl FnOnce(&ModelConfig) -> Result<Option<Arc<LoraSet>>>,
+) -> Result<LoadedModel> {
     let file = Arc::new(GgufFile::open(path)?);
     let cfg = file.model_config()?;
     let (tokenizer, chat_template) = gguf_tokenizer(&file)?;
@@ -118,7 +147,7 @@ fn load_gguf(path: &Path, device: &Device) -> Result<LoadedModel> {
         parameters += dims.iter().product::<usize>();
     }
     let source: Arc<dyn WeightSource> = Arc::new(GgufSource::new(file, device));
-    let model = Llama::load(&Weights::new(source), &cfg)?;
+    let model = Llama::load(&weights_for(source, &cfg, lora)?, &cfg)?;
     Ok(LoadedModel {
         info: ModelInfo {
             path: path.to_path_buf(),
@@ -205,7 +234,11 @@ fn hf_tokenizer(dir: &Path, cfg: &ModelConfig) -> Result<(Tokenizer, Option<Chat
     Ok((tokenizer, template))
 }
 
-fn load_hf(dir: &Path, device: &Device) -> Result<LoadedModel> {
+fn load_hf(
+    dir: &Path,
+    device: &Device,
+    lora: impl FnOnce(&ModelConfig) -> Result<Option<Arc<LoraSet>>>,
+) -> Result<LoadedModel> {
     let cfg = read_hf_config(dir)?;
     let (tokenizer, chat_template) = hf_tokenizer(dir, &cfg)?;
     let st = SafetensorsSource::open_dir(dir, device)?;
@@ -218,7 +251,7 @@ fn load_hf(dir: &Path, device: &Device) -> Result<LoadedModel> {
         parameters += w.elem_count();
         *tensor_types.entry(w.type_name()).or_insert(0) += 1;
     }
-    let model = Llama::load(&Weights::new(source), &cfg)?;
+    let model = Llama::load(&weights_for(source, &cfg, lora)?, &cfg)?;
     Ok(LoadedModel {
         info: ModelInfo {
             path: dir.to_path_buf(),

@@ -1,12 +1,15 @@
 //! Every training-path layer's backward pass against central finite differences in f64 on
 //! tiny shapes: embedding, RoPE (both pairings), RMSNorm, LayerNorm, causal attention (with
 //! and without grouped-query heads; the reference formula and the fused training kernel),
-//! SwiGLU and GELU MLPs, and cross-entropy. The norms, GELU, fused attention and
+//! SwiGLU and GELU MLPs, cross-entropy, and a LoRA-adapted linear layer. The norms, GELU, fused attention and
 //! cross-entropy are kiln's own kernels (`kernels::train`), run here in f64.
 //!
 //! Each check reduces the layer's output to a scalar with fixed random weights R
 //! (loss = Σ out ⊙ R, so every output element matters), takes candle's gradient of every
 //! input and parameter, and compares it element by element with (f(p + h) - f(p - h)) / 2h.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 use kiln_model::config::{RopeConfig, RopeStyle};
@@ -15,6 +18,7 @@ use kiln_model::layers::{
     scaled_dot_product_attention, Embedding, GeluMlp, LayerNorm, Linear, RmsNorm, RotaryEmbedding,
     SwiGluMlp, Weight,
 };
+use kiln_model::lora::LoraDelta;
 
 const H: f64 = 1e-5;
 
@@ -94,6 +98,32 @@ fn dense(shape: &[usize], seed: u64) -> (Var, Linear) {
     let w = var(shape, seed);
     let lin = Linear::new(Weight::Dense(w.as_tensor().clone()), None).unwrap();
     (w, lin)
+}
+
+/// A LoRA-adapted layer: frozen W (no gradient wanted), trainable A and B, and the input;
+/// without dropout and with a fixed dropout mask (the mask comes from a seed, so the
+/// finite differences see the same one).
+#[test]
+fn lora_linear_with_and_without_dropout() {
+    let w = rand(&[5, 6], 20);
+    let (a, b, x) = (var(&[2, 6], 21), var(&[5, 2], 22), var(&[2, 3, 6], 23));
+    for (dropout, seed) in [(0.0, 0), (0.3, 42)] {
+        check(&format!("lora dropout {dropout}"), &[&x, &a, &b], || {
+            let delta = LoraDelta::new(
+                a.as_tensor().clone(),
+                b.as_tensor().clone(),
+                1.7,
+                dropout,
+                3,
+                Arc::new(AtomicU64::new(seed)),
+            );
+            let lin = Linear::new(Weight::Dense(w.clone()), None)
+                .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            lin.with_lora(Arc::new(delta))
+                .forward(x.as_tensor())
+                .map_err(|e| candle_core::Error::Msg(e.to_string()))
+        });
+    }
 }
 
 #[test]

@@ -152,10 +152,11 @@ mod tests {
         ]);
         for chunk in xs.chunks_exact(8) {
             // SAFETY: features checked above.
+            let lanes: [f32; 8] = chunk.try_into().unwrap();
             let got: [f32; 8] = unsafe {
-                std::mem::transmute(avx2::expf8(std::mem::transmute::<[f32; 8], _>(
-                    chunk.try_into().unwrap(),
-                )))
+                use std::arch::x86_64::__m256;
+                let x = std::mem::transmute::<[f32; 8], __m256>(lanes);
+                std::mem::transmute::<__m256, [f32; 8]>(avx2::expf8(x))
             };
             for (g, x) in got.iter().zip(chunk) {
                 assert_eq!(g.to_bits(), expf_ggml(*x).to_bits(), "exp({x})");

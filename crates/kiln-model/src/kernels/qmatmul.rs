@@ -44,6 +44,16 @@ impl QuantMatrix {
         &self.data[i * rb..(i + 1) * rb]
     }
 
+    /// The weights as n rows of k floats (a frozen layer's backward multiplies by them).
+    pub fn dequantize(&self) -> Vec<f32> {
+        let bb = self.kind.block_bytes();
+        let mut out = vec![0f32; self.n * self.k];
+        for (block, dst) in self.data.chunks_exact(bb).zip(out.chunks_exact_mut(QK)) {
+            super::blocks::dequantize_block(self.kind, block, dst);
+        }
+        out
+    }
+
     /// `x` is m rows of k floats; returns m rows of n floats.
     pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
         Self::matmul_many(&[self], x, m).pop().unwrap_or_default()

@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::kernels::blocks::QuantKind;
 use crate::kernels::qmatmul::QuantMatmulOp;
 use crate::kernels::QuantMatrix;
+use crate::lora::LoraDelta;
 
 /// A weight matrix of shape (out_features, in_features).
 #[derive(Debug, Clone)]
@@ -79,18 +80,29 @@ impl QuantMatmul {
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(match self {
+            // A frozen base under trainable adapters (QLoRA): gradients flow to x only.
+            Self::Kiln(m) if x.track_op() => crate::kernels::train::frozen_quant_linear(x, m)?,
             Self::Kiln(m) => x.contiguous()?.apply_op1_no_bwd(&QuantMatmulOp(m))?,
+            Self::Candle(_) if x.track_op() => {
+                return Err(crate::error::ModelError::Op {
+                    op: "linear",
+                    msg: "training through this quantization type is not supported \
+                          (kiln's kernels cover Q4_0, Q4_1 and Q8_0)"
+                        .into(),
+                })
+            }
             Self::Candle(m) => m.forward(x)?,
         })
     }
 }
 
-/// y = x Wᵀ + b.
+/// y = x Wᵀ + b, plus a LoRA adapter's low-rank update when one is attached.
 #[derive(Debug, Clone)]
 pub struct Linear {
     weight: Weight,
     matmul: Option<QuantMatmul>,
     bias: Option<Tensor>,
+    lora: Option<Arc<LoraDelta>>,
 }
 
 impl Linear {
@@ -103,17 +115,29 @@ impl Linear {
             weight,
             matmul,
             bias,
+            lora: None,
         })
+    }
+
+    /// The same layer with an adapter's update added to its output.
+    pub fn with_lora(mut self, delta: Arc<LoraDelta>) -> Self {
+        self.lora = Some(delta);
+        self
+    }
+
+    pub fn lora(&self) -> Option<&Arc<LoraDelta>> {
+        self.lora.as_ref()
     }
 
     pub fn weight(&self) -> &Weight {
         &self.weight
     }
 
-    /// The weight, when it is dense and the layer has no bias (the fused training ops' case).
+    /// The weight, when it is dense and the layer has no bias or adapter (the fused
+    /// training ops' case).
     pub fn dense_unbiased(&self) -> Option<&Tensor> {
-        match (&self.weight, &self.bias) {
-            (Weight::Dense(w), None) => Some(w),
+        match (&self.weight, &self.bias, &self.lora) {
+            (Weight::Dense(w), None, None) => Some(w),
             _ => None,
         }
     }
@@ -140,8 +164,17 @@ impl Linear {
             }
             (Weight::Quantized(_), None) => unreachable!("quantized weights always get a QMatMul"),
         };
-        Ok(match &self.bias {
+        self.finish(x, y)
+    }
+
+    /// Adds the bias and the adapter's update to the base product `y` of input `x`.
+    fn finish(&self, x: &Tensor, y: Tensor) -> Result<Tensor> {
+        let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        Ok(match &self.lora {
+            Some(delta) => (y + delta.forward(x)?)?,
             None => y,
         })
     }
@@ -173,11 +206,7 @@ pub fn forward_many(layers: &[&Linear], x: &Tensor) -> Result<Vec<Tensor>> {
             if let Some(last) = dims.last_mut() {
                 *last = l.out_features();
             }
-            let y = Tensor::from_vec(y, dims.as_slice(), x.device())?;
-            Ok(match &l.bias {
-                Some(b) => y.broadcast_add(b)?,
-                None => y,
-            })
+            l.finish(x, Tensor::from_vec(y, dims.as_slice(), x.device())?)
         })
         .collect()
 }

@@ -13,6 +13,7 @@ use candle_core::{DType, Device, Tensor};
 use crate::config::NormKind;
 use crate::error::{ModelError, Result};
 use crate::layers::{Embedding, LayerNorm, Linear, Norm, RmsNorm, Weight};
+use crate::lora::LoraSet;
 
 pub trait WeightSource: Send + Sync {
     fn contains(&self, name: &str) -> bool;
@@ -26,6 +27,8 @@ pub trait WeightSource: Send + Sync {
 pub struct Weights {
     source: Arc<dyn WeightSource>,
     prefix: String,
+    /// An adapter whose updates [`Weights::linear`] attaches to the layers it targets.
+    lora: Option<Arc<LoraSet>>,
 }
 
 impl Weights {
@@ -33,7 +36,14 @@ impl Weights {
         Self {
             source,
             prefix: String::new(),
+            lora: None,
         }
+    }
+
+    /// The same weights with an adapter: every linear layer it targets gets its update.
+    pub fn with_lora(mut self, lora: Arc<LoraSet>) -> Self {
+        self.lora = Some(lora);
+        self
     }
 
     /// The same weights under `prefix.name`.
@@ -47,6 +57,7 @@ impl Weights {
         Self {
             source: self.source.clone(),
             prefix,
+            lora: self.lora.clone(),
         }
     }
 
@@ -101,7 +112,11 @@ impl Weights {
         } else {
             None
         };
-        Linear::new(weight, bias)
+        let linear = Linear::new(weight, bias)?;
+        Ok(match self.lora.as_ref().and_then(|l| l.get(&self.prefix)) {
+            Some(delta) => linear.with_lora(delta),
+            None => linear,
+        })
     }
 
     pub fn rms_norm(&self, size: usize, eps: f64) -> Result<RmsNorm> {

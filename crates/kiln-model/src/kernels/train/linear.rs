@@ -146,11 +146,19 @@ impl CustomOp2 for LinearOp {
             let (x, w, dy) = (x.contiguous()?, w.contiguous()?, dy.contiguous()?);
             let (xb, wb, dyb) = (borrow(&x), borrow(&w), borrow(&dy));
             let (xh, wh, dyh) = (xb.slice::<T>()?, wb.slice::<T>()?, dyb.slice::<T>()?);
-            let dx = product((rows, k, out), dyh, (out, 1), wh, (k, 1));
-            let dw = product((out, k, rows), dyh, (1, out), xh, (k, 1));
+            // A frozen operand (a LoRA base weight, the first layer's input) gets no
+            // gradient: that product would be half the backward's work, thrown away.
+            let dx = x
+                .track_op()
+                .then(|| product((rows, k, out), dyh, (out, 1), wh, (k, 1)));
+            let dw = w
+                .track_op()
+                .then(|| product((out, k, rows), dyh, (1, out), xh, (k, 1)));
             Ok((
-                Some(Tensor::from_vec(dx, x.shape(), x.device())?),
-                Some(Tensor::from_vec(dw, w.shape(), w.device())?),
+                dx.map(|d| Tensor::from_vec(d, x.shape(), x.device()))
+                    .transpose()?,
+                dw.map(|d| Tensor::from_vec(d, w.shape(), w.device()))
+                    .transpose()?,
             ))
         }
         match x.dtype() {

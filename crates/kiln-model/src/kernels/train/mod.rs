@@ -11,6 +11,7 @@ mod gelu;
 mod gelu_mlp;
 mod linear;
 mod norm;
+mod quant_linear;
 mod real;
 mod strided;
 
@@ -23,6 +24,15 @@ pub use real::erf_f32;
 pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     x.contiguous()?
         .apply_op2(&w.contiguous()?, linear::LinearOp)
+}
+
+/// x (…, in) · W (out, in)ᵀ for a frozen quantized W, differentiable in x only.
+pub fn frozen_quant_linear(
+    x: &Tensor,
+    w: &std::sync::Arc<crate::kernels::QuantMatrix>,
+) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op1(quant_linear::FrozenQuantLinearOp(w.clone()))
 }
 
 /// (x - mean) / sqrt(var + eps) · g + b over the last axis, differentiable.
