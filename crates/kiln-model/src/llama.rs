@@ -139,6 +139,29 @@ impl CausalLM for Llama {
             return self.forward_paged(batch, step);
         }
         let (_, t) = batch.input_ids.dims2()?;
+        let x = self.decoder(batch, ctx)?;
+        let x = match batch.logits {
+            LogitsMode::Last => x.narrow(1, t - 1, 1)?.squeeze(1)?, // (b, hidden)
+            LogitsMode::All => x,
+        };
+        let x = self.norm.forward(&x)?;
+        self.lm_head.forward(&x)
+    }
+}
+
+impl Llama {
+    /// The final-norm hidden states of every position, (b, t, hidden), without a cache: for
+    /// losses that need logits at a few positions only (fine-tuning trains on the answer's
+    /// tokens), which then go through [`Llama::lm_head`] alone.
+    pub fn hidden_states(&self, input_ids: &Tensor) -> Result<Tensor> {
+        let batch = Batch::new(input_ids.clone(), 0, LogitsMode::All);
+        let x = self.decoder(&batch, &mut ForwardContext::default())?;
+        self.norm.forward(&x)
+    }
+
+    /// Embeddings through every block: (b, t, hidden) before the final norm.
+    fn decoder(&self, batch: &Batch, ctx: &mut ForwardContext<'_>) -> Result<Tensor> {
+        let (_, t) = batch.input_ids.dims2()?;
         let start = batch.start_pos;
         if let Some(cache) = ctx.cache.as_deref() {
             if cache.len() != start {
@@ -175,16 +198,9 @@ impl CausalLM for Llama {
             };
             x = block.forward(&x, rope, start, cache)?;
         }
-        let x = match batch.logits {
-            LogitsMode::Last => x.narrow(1, t - 1, 1)?.squeeze(1)?, // (b, hidden)
-            LogitsMode::All => x,
-        };
-        let x = self.norm.forward(&x)?;
-        self.lm_head.forward(&x)
+        Ok(x)
     }
-}
 
-impl Llama {
     /// The engine's step: several sequences' new tokens in one (1, T) row, each sequence
     /// at its own positions with its own blocks; logits only for the rows asked for.
     fn forward_paged(&self, batch: &Batch, step: &mut PagedStep<'_>) -> Result<Tensor> {

@@ -32,6 +32,10 @@ pub struct CheckpointState {
     pub step: u64,
     pub rng: DataRngState,
     pub model: ModelConfig,
+    /// What else a loop needs to continue (fine-tuning: its data position and run config),
+    /// checked and restored by that loop.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub extra: serde_json::Value,
 }
 
 /// The hashes `state.json` keeps next to the state (absent in checkpoints of older kilns,

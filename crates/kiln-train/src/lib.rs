@@ -17,6 +17,7 @@ pub mod clip;
 mod corpus;
 pub mod encode;
 pub mod error;
+pub mod finetune;
 pub mod flops;
 pub mod loader;
 pub mod manifest;

@@ -215,7 +215,7 @@ impl TrainConfig {
 
 /// `line N, key `k` in [table]: what is wrong`, in words a user of the config knows (a number,
 /// a whole number) rather than Rust's type names.
-fn toml_error(text: &str, e: &toml::de::Error) -> String {
+pub(crate) fn toml_error(text: &str, e: &toml::de::Error) -> String {
     let mut msg = e.message().trim_end().replace('\n', "; ");
     for (rust, words) in [
         ("expected f64", "expected a number"),

@@ -201,6 +201,7 @@ pub fn train(
                 step: done,
                 rng: rng.state(),
                 model: model_cfg.clone(),
+                extra: serde_json::Value::Null,
             };
             checkpoint::save(run, &params, &opt, &state, t.keep)?;
         }
@@ -231,7 +232,7 @@ pub fn train(
 
 /// `metrics.jsonl` positioned to continue after `start` steps: lines of later steps (from
 /// a run that went past its last checkpoint) are dropped so the curve has no duplicates.
-fn open_metrics(path: &Path, start: u64) -> Result<std::fs::File> {
+pub(crate) fn open_metrics(path: &Path, start: u64) -> Result<std::fs::File> {
     let kept: String = std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()

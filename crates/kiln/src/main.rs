@@ -43,6 +43,7 @@ enum Command {
     Tokenizer(cmd::tokenizer::Args),
     Data(cmd::data::Args),
     Train(cmd::train::Args),
+    Finetune(cmd::finetune::Args),
     Serve(cmd::serve::Args),
 }
 
@@ -68,6 +69,7 @@ fn main() -> ExitCode {
         Command::Tokenizer(a) => cmd::tokenizer::run(a),
         Command::Data(a) => cmd::data::run(a),
         Command::Train(a) => cmd::train::run(a),
+        Command::Finetune(a) => cmd::finetune::run(a),
         Command::Serve(a) => cmd::serve::run(a),
     };
     match result {

@@ -1,0 +1,123 @@
+//! `kiln finetune sft`: fine-tune a pretrained model through a LoRA adapter.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args as ClapArgs, Subcommand};
+use kiln_train::finetune::{finetune_sft, FinetuneConfig, FinetuneOptions};
+
+use crate::cmd::train::stop_flag;
+use crate::common::print_json;
+use crate::train_bar::TrainBar;
+
+/// Fine-tune a pretrained model (GGUF, Hugging Face directory or kiln run directory) with
+/// LoRA; on a quantized GGUF base the base stays quantized and only the adapter trains
+/// (QLoRA).
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Sub,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Sub {
+    Sft(SftArgs),
+}
+
+/// Supervised fine-tuning on JSONL examples.
+///
+/// Each line of the data files is {"messages": [{"role", "content"}, ...]} (rendered with
+/// the model's chat template; by default only the assistant's tokens are trained),
+/// {"prompt", "completion"} (the completion is trained) or {"text"} (all of it). Examples
+/// longer than [data] max_len are cut and counted (data_report.json), never dropped
+/// silently.
+///
+/// The config: [model] path; [data] train, eval (optional), max_len (512), train_on
+/// (assistant|all), bucket_window; [lora] r, alpha, dropout, target_modules (q_proj k_proj
+/// v_proj o_proj gate_proj up_proj down_proj), use_rslora; [train] max_steps, batch_size,
+/// grad_accum, lr, min_lr (lr/10), warmup, weight_decay (0), beta1, beta2, grad_clip,
+/// eval_every, checkpoint_every, keep, seed. Unknown keys are errors.
+///
+/// OUT receives adapter_config.json + adapter_model.safetensors in PEFT's layout (loadable
+/// with `kiln generate|chat --adapter OUT` and by PEFT), metrics.jsonl, loss.png,
+/// data_report.json and checkpoints/; --resume continues from the newest checkpoint exactly,
+/// and refuses a changed config, naming what changed. Ctrl-C writes a checkpoint and exits.
+#[derive(ClapArgs, Debug)]
+pub struct SftArgs {
+    /// The run's TOML config.
+    #[arg(long, short = 'c')]
+    pub config: PathBuf,
+    /// Run directory (default: runs/<config file name>).
+    #[arg(long, short = 'o')]
+    pub out: Option<PathBuf>,
+    /// Continue from the newest checkpoint in the run directory.
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop after this many steps in total (the LR schedule still follows the config).
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Print one JSON object with the final figures instead of a progress bar.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    match a.command {
+        Sub::Sft(a) => sft(a),
+    }
+}
+
+fn sft(a: SftArgs) -> Result<()> {
+    let cfg = FinetuneConfig::load(&a.config)?;
+    let out = a.out.clone().unwrap_or_else(|| {
+        let stem = a.config.file_stem().unwrap_or_default().to_string_lossy();
+        PathBuf::from("runs").join(stem.as_ref())
+    });
+    let total = a
+        .steps
+        .unwrap_or(cfg.train.max_steps)
+        .min(cfg.train.max_steps);
+    let bar = TrainBar::with_flops(total, a.json, None)?;
+    let opts = FinetuneOptions {
+        out: out.clone(),
+        resume: a.resume,
+        stop_at: a.steps,
+        stop: Some(stop_flag()?),
+    };
+    let report = finetune_sft(&cfg, &opts, |m| bar.step(m));
+    bar.finish();
+    let report = report?;
+    if a.json {
+        return print_json(&report);
+    }
+    let d = &report.train_data;
+    println!(
+        "data: {} examples ({} truncated to {} tokens, {} dropped with nothing to train), \
+         {} tokens, {} trained",
+        d.examples,
+        d.truncated,
+        cfg.data.max_len,
+        d.dropped_no_trainable_tokens,
+        d.total_tokens,
+        d.trained_tokens
+    );
+    if report.interrupted {
+        println!(
+            "interrupted at step {}; checkpoint written, continue with --resume \
+             (kiln finetune sft --config {} --out {} --resume)",
+            report.steps,
+            a.config.display(),
+            out.display()
+        );
+    } else {
+        println!(
+            "{} steps, loss {:.4}, eval {}, {:.0} tokens/s; adapter in {}",
+            report.steps,
+            report.final_loss,
+            report.eval_loss.map_or("-".into(), |v| format!("{v:.4}")),
+            report.tokens_per_s,
+            out.display()
+        );
+    }
+    Ok(())
+}
