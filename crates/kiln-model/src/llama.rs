@@ -159,6 +159,50 @@ impl Llama {
         self.norm.forward(&x)
     }
 
+    /// Token embeddings (b, t, hidden) of ids at positions `start..`, plus the learned
+    /// positions when the model has them (else the RoPE the blocks apply).
+    fn embed_at(
+        &self,
+        input_ids: &Tensor,
+        start: usize,
+    ) -> Result<(Tensor, Option<&RotaryEmbedding>)> {
+        let (_, t) = input_ids.dims2()?;
+        let x = self.embed_tokens.forward(input_ids)?;
+        Ok(match &self.embed_positions {
+            Some(table) => {
+                let pos =
+                    Tensor::arange(start as u32, (start + t) as u32, x.device())?.unsqueeze(0)?;
+                (x.broadcast_add(&table.forward(&pos)?)?, None)
+            }
+            None => (x, Some(&self.rope)),
+        })
+    }
+
+    /// The model as a stack, for training loops that keep only each block's input and
+    /// recompute the block in backward (activation checkpointing): the embeddings of a
+    /// batch at positions 0.., then `block(i, x)` for each block, then `final_norm`.
+    pub fn embed(&self, input_ids: &Tensor) -> Result<Tensor> {
+        Ok(self.embed_at(input_ids, 0)?.0)
+    }
+
+    pub fn num_blocks(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Block `i` over (b, t, hidden) states at positions 0.., without a cache.
+    pub fn block(&self, i: usize, x: &Tensor) -> Result<Tensor> {
+        let rope = self.embed_positions.is_none().then_some(&self.rope);
+        let block = self.layers.get(i).ok_or_else(|| ModelError::Op {
+            op: "block",
+            msg: format!("block {i} of {}", self.layers.len()),
+        })?;
+        block.forward(x, rope, 0, LayerCache::None)
+    }
+
+    pub fn final_norm(&self, x: &Tensor) -> Result<Tensor> {
+        self.norm.forward(x)
+    }
+
     /// Embeddings through every block: (b, t, hidden) before the final norm.
     fn decoder(&self, batch: &Batch, ctx: &mut ForwardContext<'_>) -> Result<Tensor> {
         let (_, t) = batch.input_ids.dims2()?;
@@ -181,16 +225,7 @@ impl Llama {
                 context: self.rope.max_positions(),
             });
         }
-        let mut x = self.embed_tokens.forward(&batch.input_ids)?; // (b, t, hidden)
-        let rope = match &self.embed_positions {
-            Some(table) => {
-                let pos =
-                    Tensor::arange(start as u32, (start + t) as u32, x.device())?.unsqueeze(0)?;
-                x = x.broadcast_add(&table.forward(&pos)?)?;
-                None
-            }
-            None => Some(&self.rope),
-        };
+        let (mut x, rope) = self.embed_at(&batch.input_ids, start)?;
         for (i, block) in self.layers.iter().enumerate() {
             let cache = match ctx.cache.as_deref_mut() {
                 Some(c) => LayerCache::Contiguous(c.layer_mut(i)),

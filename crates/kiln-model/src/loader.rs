@@ -81,6 +81,15 @@ pub fn load_with_lora(
     }
 }
 
+/// [`load`] with the PEFT adapter saved in `adapter_dir` applied (checked against the
+/// base: every tensor must fit one of its layers).
+pub fn load_with_adapter(path: &Path, device: &Device, adapter_dir: &Path) -> Result<LoadedModel> {
+    load_with_lora(path, device, |cfg| {
+        let adapter = crate::lora::load_adapter(adapter_dir, cfg, device)?;
+        Ok(Some(Arc::new(LoraSet::from_adapter(&adapter)?)))
+    })
+}
+
 /// The weights the model reads: `source`, with the adapter `lora` chooses for `cfg`.
 fn weights_for(
     source: Arc<dyn WeightSource>,

@@ -24,12 +24,28 @@ pub struct ModelArgs {
     /// A GGUF file or a Hugging Face model directory (config.json, model.safetensors, tokenizer.json).
     #[arg(long, short = 'm')]
     pub model: PathBuf,
+    /// A LoRA adapter directory in PEFT's layout (adapter_config.json,
+    /// adapter_model.safetensors), e.g. a `kiln finetune sft` run, applied to the model.
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
 }
 
 impl ModelArgs {
     pub fn load(&self) -> Result<LoadedModel> {
-        kiln_model::load(&self.model, &candle_core::Device::Cpu)
-            .with_context(|| format!("loading {}", self.model.display()))
+        let dev = candle_core::Device::Cpu;
+        match &self.adapter {
+            Some(a) => {
+                kiln_model::loader::load_with_adapter(&self.model, &dev, a).with_context(|| {
+                    format!(
+                        "loading {} with the adapter {}",
+                        self.model.display(),
+                        a.display()
+                    )
+                })
+            }
+            None => kiln_model::load(&self.model, &dev)
+                .with_context(|| format!("loading {}", self.model.display())),
+        }
     }
 }
 

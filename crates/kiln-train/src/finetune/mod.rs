@@ -4,6 +4,7 @@
 //! plots); what differs is the data (JSONL examples with loss masks), the parameters (only
 //! the adapter's factors) and the loss.
 
+pub mod checkpointed;
 pub mod config;
 pub mod loss;
 pub mod sft;

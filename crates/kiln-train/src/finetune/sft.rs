@@ -17,8 +17,9 @@ use kiln_model::weights::vars::Param;
 use kiln_model::{loader, Llama};
 use serde::Serialize;
 
+use super::checkpointed::accumulate;
 use super::config::FinetuneConfig;
-use super::loss::sft_loss;
+use super::loss::{sft_loss, sft_loss_and_grads};
 use crate::adamw::{AdamW, AdamWConfig};
 use crate::checkpoint::{self, CheckpointState};
 use crate::clip::clip_grad_norm;
@@ -111,7 +112,7 @@ fn eval_loss(model: &Llama, batches: &[SftBatch], dev: &Device) -> Result<f64> {
     let (mut sum, mut n) = (0.0, 0usize);
     for b in batches {
         let (loss, count) = sft_loss(model, b, dev)?;
-        sum += loss.to_scalar::<f32>()? as f64 * count as f64;
+        sum += loss * count as f64;
         n += count;
     }
     Ok(sum / n.max(1) as f64)
@@ -122,24 +123,6 @@ fn dropout_seed(seed: u64, step: u64, micro: usize) -> u64 {
     let mut z = seed ^ step.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ ((micro as u64) << 48);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z ^ (z >> 31)
-}
-
-/// Adds `micro`'s gradients of `vars` into `total`.
-fn accumulate(total: &mut Option<GradStore>, micro: GradStore, vars: &[Var]) -> Result<()> {
-    let Some(acc) = total.as_mut() else {
-        *total = Some(micro);
-        return Ok(());
-    };
-    for v in vars {
-        if let Some(g) = micro.get(v.as_tensor()) {
-            let sum = match acc.get(v.as_tensor()) {
-                Some(a) => (a + g)?,
-                None => g.clone(),
-            };
-            acc.insert(v.as_tensor(), sum);
-        }
-    }
-    Ok(())
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
@@ -241,22 +224,17 @@ pub fn finetune_sft(
     for step in start..end {
         let t0 = Instant::now();
         let lr = sched.lr(step);
-        let (mut grads, mut loss_sum, mut tokens) = (None, 0.0, 0usize);
+        let (mut grads, mut loss_sum, mut tokens) = (GradStore::default(), 0.0, 0usize);
         for micro in 0..t.grad_accum {
             let batch = sampler.next_batch();
             lora.set_dropout_seed(Some(dropout_seed(t.seed, step, micro)));
-            let (loss, _) = sft_loss(model, &batch, &dev)?;
-            let scaled = (loss / t.grad_accum as f64)?;
-            loss_sum += scaled.to_scalar::<f32>()? as f64;
-            accumulate(&mut grads, scaled.backward()?, &vars)?;
+            let scale = 1.0 / t.grad_accum as f64;
+            let (loss, g) = sft_loss_and_grads(model, &batch, &dev, &vars, scale)?;
+            loss_sum += loss;
+            accumulate(&mut grads, &g, &vars)?;
             tokens += batch.real_tokens();
         }
         lora.set_dropout_seed(None);
-        let Some(mut grads) = grads else {
-            return Err(TrainError::InvalidArgument(
-                "[train] grad_accum must be >= 1".into(),
-            ));
-        };
         let grad_norm = clip_grad_norm(&mut grads, &vars, t.grad_clip)?;
         opt.step(&grads, lr)?;
         last_loss = loss_sum;

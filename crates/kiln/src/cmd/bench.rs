@@ -81,6 +81,7 @@ pub fn run(a: Args) -> Result<()> {
     }
     let model_args = ModelArgs {
         model: a.model.context("--model is required")?,
+        adapter: None,
     };
     let m = model_args.load()?;
     let model: &dyn CausalLM = &m.model;
