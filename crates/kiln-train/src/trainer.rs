@@ -54,6 +54,9 @@ pub struct StepMetrics {
     pub train_loss: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub val_loss: Option<f64>,
+    /// A loop's own figures (DPO's rewards, margins and accuracy), as `name: value`.
+    #[serde(flatten, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub extra: std::collections::BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -181,6 +184,7 @@ pub fn train(
             tokens_per_s: tok_s,
             train_loss: None,
             val_loss: None,
+            extra: Default::default(),
         };
         if done % t.eval_every == 0 || done == t.steps {
             line.train_loss = Some(mean_loss(&model, &eval_train, &dev)?);

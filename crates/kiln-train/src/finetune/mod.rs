@@ -1,13 +1,17 @@
-//! Fine-tuning a pretrained model through a LoRA adapter: the config, the losses and the
-//! loops. The loop features are the pretraining loop's (warmup-cosine AdamW, clipping,
-//! accumulation, held-out eval, atomic checkpoints with exact resume, metrics.jsonl and
-//! plots); what differs is the data (JSONL examples with loss masks), the parameters (only
-//! the adapter's factors) and the loss.
+//! Fine-tuning a pretrained model through a LoRA adapter: the config, the losses, the
+//! shared loop and the methods (SFT, DPO). The loop features are the pretraining loop's
+//! (warmup-cosine AdamW, clipping, accumulation, held-out eval, atomic checkpoints with
+//! exact resume, metrics.jsonl and plots); what differs is the data (JSONL examples with
+//! loss masks, or preference pairs), the parameters (only the adapter's factors) and the
+//! loss ([`objective::Objective`]).
 
 pub mod checkpointed;
 pub mod config;
 pub mod loss;
+pub mod objective;
+pub mod run;
 pub mod sft;
 
 pub use config::FinetuneConfig;
-pub use sft::{finetune_sft, FinetuneOptions, FinetuneReport};
+pub use run::{FinetuneOptions, FinetuneReport};
+pub use sft::finetune_sft;
