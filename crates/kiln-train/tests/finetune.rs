@@ -155,3 +155,60 @@ fn resumed_run_equals_the_uninterrupted_one_and_a_changed_config_is_refused() {
         .to_string();
     assert!(err.contains("[train] lr"), "{err}");
 }
+
+fn prefs(dir: &Path) {
+    let line = |i: usize, chosen: &str, rejected: &str| {
+        serde_json::json!({"prompt": format!("question {i}?"), "chosen": chosen, "rejected": rejected})
+            .to_string()
+    };
+    let write = |name: &str, n: std::ops::Range<usize>| {
+        let text: Vec<String> = n.map(|i| line(i, "yes!", "no.")).collect();
+        std::fs::write(dir.join(name), text.join("\n")).unwrap();
+    };
+    write("prefs.jsonl", 0..16);
+    write("prefs_eval.jsonl", 100..104);
+}
+
+/// DPO on the tiny model: the held-out reward accuracy and margin go from nothing (the
+/// policy starts as its reference) to the chosen answer winning, the reference
+/// log-probabilities are cached, and a resumed run equals the uninterrupted one.
+#[test]
+fn dpo_learns_the_preference_and_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), 12, 2e-2);
+    prefs(dir.path());
+    cfg.data.train = dir.path().join("prefs.jsonl");
+    cfg.data.eval = Some(dir.path().join("prefs_eval.jsonl"));
+    cfg.train.grad_accum = 1;
+    let whole = dir.path().join("dpo");
+    let report =
+        kiln_train::finetune::finetune_dpo(&cfg, &opts(&whole, false, None), |_| {}).unwrap();
+    assert_eq!(report.train_data.examples, 16);
+    assert_eq!(
+        report.eval_extra["accuracy"], 1.0,
+        "{:?}",
+        report.eval_extra
+    );
+    assert!(
+        report.eval_extra["margins"] > 0.5,
+        "{:?}",
+        report.eval_extra
+    );
+    let first: serde_json::Value =
+        serde_json::from_str(losses_raw(&whole).lines().next().unwrap()).unwrap();
+    // Step 1 runs at the reference: loss log 2, no margin.
+    assert!(
+        (first["loss"].as_f64().unwrap() - 2f64.ln()).abs() < 1e-3,
+        "{first}"
+    );
+    assert!(whole.join("reference_logps.json").exists());
+
+    let parts = dir.path().join("dpo-parts");
+    kiln_train::finetune::finetune_dpo(&cfg, &opts(&parts, false, Some(5)), |_| {}).unwrap();
+    kiln_train::finetune::finetune_dpo(&cfg, &opts(&parts, true, None), |_| {}).unwrap();
+    assert_eq!(losses(&whole), losses(&parts));
+}
+
+fn losses_raw(run: &Path) -> String {
+    std::fs::read_to_string(run.join("metrics.jsonl")).unwrap()
+}

@@ -51,13 +51,40 @@ impl LoraSet {
     /// Fresh trainable factors for every targeted layer of `base`, initialised as PEFT does:
     /// A uniform in ±1/√in (Kaiming-uniform with a = √5), B zero, so the adapted model
     /// starts equal to the base. Returns the parameters to optimise (PEFT's tensor names).
+    ///
+    /// With `init`, the factors start as that adapter's instead (continuing an SFT adapter
+    /// with DPO); its rank, scaling and modules must be `config`'s.
     pub fn trainable(
         config: &LoraConfig,
         base: &ModelConfig,
         seed: u64,
         device: &Device,
+        init: Option<&LoraAdapter>,
     ) -> Result<(Self, Vec<Param>)> {
         config.validate()?;
+        if let Some(a) = init {
+            let c = &a.config;
+            let mut mine = config.target_modules.clone();
+            let mut theirs = c.target_modules.clone();
+            mine.sort();
+            theirs.sort();
+            if (c.r, c.alpha, c.use_rslora, &theirs)
+                != (config.r, config.alpha, config.use_rslora, &mine)
+            {
+                return Err(ModelError::LoraConfig(format!(
+                    "the initial adapter has r {}, alpha {}, rslora {}, modules {:?}; the config \
+                     asks for r {}, alpha {}, rslora {}, modules {:?}",
+                    c.r,
+                    c.alpha,
+                    c.use_rslora,
+                    theirs,
+                    config.r,
+                    config.alpha,
+                    config.use_rslora,
+                    mine
+                )));
+            }
+        }
         let modules = config.modules()?;
         let mut rng = StdRng::seed_from_u64(seed);
         let (mut factors, mut vars, mut params) = (vec![], BTreeMap::new(), vec![]);
@@ -74,8 +101,24 @@ impl LoraSet {
                 let a: Vec<f32> = (0..config.r * fan_in)
                     .map(|_| rng.random_range(-bound..bound))
                     .collect();
-                let a = Var::from_tensor(&Tensor::from_vec(a, (config.r, fan_in), device)?)?;
-                let b = Var::zeros((fan_out, config.r), DType::F32, device)?;
+                let (a, b) = match init {
+                    Some(adapter) => {
+                        let w = adapter.weights.get(&target).ok_or_else(|| {
+                            ModelError::LoraConfig(format!(
+                                "the initial adapter has no factors for {}",
+                                target.base_weight_name()
+                            ))
+                        })?;
+                        (
+                            Var::from_tensor(&w.a.to_dtype(DType::F32)?.to_device(device)?)?,
+                            Var::from_tensor(&w.b.to_dtype(DType::F32)?.to_device(device)?)?,
+                        )
+                    }
+                    None => (
+                        Var::from_tensor(&Tensor::from_vec(a, (config.r, fan_in), device)?)?,
+                        Var::zeros((fan_out, config.r), DType::F32, device)?,
+                    ),
+                };
                 for (factor, var) in [(LoraFactor::A, &a), (LoraFactor::B, &b)] {
                     params.push(Param {
                         name: target.peft_tensor_name(factor),

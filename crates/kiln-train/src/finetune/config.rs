@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use kiln_model::lora::LoraConfig;
 use serde::{Deserialize, Serialize};
 
+use super::dpo_loss::DpoSettings;
 use crate::error::{Result, TrainError};
 use crate::sft_data::TrainOn;
 use crate::train_config::toml_error;
@@ -34,6 +35,9 @@ pub struct FinetuneConfig {
     pub data: FtDataSection,
     pub lora: FtLoraSection,
     pub train: FtTrainSection,
+    /// DPO's settings (`kiln finetune dpo`); defaults when absent.
+    #[serde(default)]
+    pub dpo: DpoSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,6 +73,9 @@ pub struct FtLoraSection {
     pub target_modules: Vec<String>,
     #[serde(default)]
     pub use_rslora: bool,
+    /// Start from this adapter's factors (a `kiln finetune sft` run, for DPO after SFT)
+    /// instead of fresh ones; its r, alpha and target modules must match.
+    pub init: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -150,6 +157,9 @@ impl FinetuneConfig {
         if let Some(e) = cfg.data.eval.as_mut() {
             rebase(e);
         }
+        if let Some(i) = cfg.lora.init.as_mut() {
+            rebase(i);
+        }
         Ok(cfg)
     }
 
@@ -178,6 +188,16 @@ impl FinetuneConfig {
             }
         }
         self.lora_config().validate().map_err(|e| e.to_string())?;
+        let d = &self.dpo;
+        if d.beta.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+            return Err(format!("[dpo] beta = {}: must be greater than 0", d.beta));
+        }
+        if !(0.0..0.5).contains(&d.label_smoothing) {
+            return Err(format!(
+                "[dpo] label_smoothing = {}: must be in [0, 0.5)",
+                d.label_smoothing
+            ));
+        }
         Ok(())
     }
 
@@ -204,7 +224,7 @@ impl FinetuneConfig {
             return vec!["the config".into()];
         };
         let mut out = vec![];
-        for section in ["model", "data", "lora", "train"] {
+        for section in ["model", "data", "lora", "train", "dpo"] {
             let (a, b) = (&then[section], &now[section]);
             let keys: std::collections::BTreeSet<&String> = a
                 .as_object()
@@ -257,7 +277,7 @@ lr = 2e-4
     #[test]
     fn unknown_keys_and_bad_values_are_named() {
         let e = FinetuneConfig::parse(&GOOD.replace("r = 8", "r = 8\nrank = 4")).unwrap_err();
-        assert!(e.contains("rank") && e.contains("line 9"), "{e}");
+        assert!(e.contains("rank") && e.contains("line 8"), "{e}");
         let e = FinetuneConfig::parse(&GOOD.replace("lr = 2e-4", "lr = 0")).unwrap_err();
         assert!(e.contains("[train] lr"), "{e}");
         let e = FinetuneConfig::parse(&GOOD.replace("\"v_proj\"", "\"w_proj\"")).unwrap_err();

@@ -7,11 +7,16 @@
 
 pub mod checkpointed;
 pub mod config;
+pub mod dpo;
+pub mod dpo_loss;
 pub mod loss;
 pub mod objective;
+pub mod pair_sampler;
+pub mod prefs;
 pub mod run;
 pub mod sft;
 
 pub use config::FinetuneConfig;
+pub use dpo::finetune_dpo;
 pub use run::{FinetuneOptions, FinetuneReport};
 pub use sft::finetune_sft;

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Var};
-use kiln_model::lora::{save_adapter, LoraSet};
+use kiln_model::lora::{load_adapter, save_adapter, LoraSet};
 use kiln_model::weights::vars::Param;
 use kiln_model::{loader, ModelError};
 use serde::Serialize;
@@ -68,7 +68,12 @@ pub fn load_adapted(cfg: &FinetuneConfig, dev: &Device) -> Result<AdaptedModel> 
     let lora_cfg = cfg.lora_config();
     let mut made = None;
     let loaded = loader::load_with_lora(&cfg.model.path, dev, |base| {
-        let (set, params) = LoraSet::trainable(&lora_cfg, base, cfg.train.seed, dev)?;
+        let init = match &cfg.lora.init {
+            Some(dir) => Some(load_adapter(dir, base, dev)?),
+            None => None,
+        };
+        let (set, params) =
+            LoraSet::trainable(&lora_cfg, base, cfg.train.seed, dev, init.as_ref())?;
         let set = Arc::new(set);
         made = Some((set.clone(), params));
         Ok::<_, ModelError>(Some(set))
@@ -192,7 +197,9 @@ pub fn run_finetune(
             val_loss: None,
             extra,
         };
-        if done % t.eval_every == 0 || done == end {
+        // At the config's last step, not a --steps stop: a run stopped early and resumed
+        // evaluates where the uninterrupted run does.
+        if done % t.eval_every == 0 || done == t.max_steps {
             if let Some(e) = objective.evaluate(model)? {
                 line.val_loss = Some(e.loss);
                 last_eval = Some(e.loss);

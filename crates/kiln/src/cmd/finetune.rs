@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args as ClapArgs, Subcommand};
-use kiln_train::finetune::{finetune_sft, FinetuneConfig, FinetuneOptions};
+use kiln_train::finetune::{finetune_dpo, finetune_sft, FinetuneConfig, FinetuneOptions};
 
 use crate::cmd::train::stop_flag;
 use crate::common::print_json;
@@ -22,6 +22,23 @@ pub struct Args {
 #[derive(Subcommand, Debug)]
 pub enum Sub {
     Sft(SftArgs),
+    Dpo(DpoArgs),
+}
+
+/// Direct Preference Optimization on preference pairs.
+///
+/// Each line of the data files is {"prompt": "..." or [messages], "chosen": "...",
+/// "rejected": "..."}; each answer is scored as the assistant's reply to the prompt under
+/// the model's chat template. The config is `kiln finetune sft`'s plus an optional [dpo]
+/// section: beta (0.1), loss = sigmoid|ipo, label_smoothing (0). To continue an SFT run,
+/// set [lora] init = "runs/sft" (the same r, alpha and target_modules): the reference is the
+/// model at the start of the run (the SFT model), its log-probabilities computed once and
+/// cached in OUT/reference_logps.json. metrics.jsonl logs rewards_chosen,
+/// rewards_rejected, margins and accuracy per step (eval_* on the eval pairs).
+#[derive(ClapArgs, Debug)]
+pub struct DpoArgs {
+    #[command(flatten)]
+    pub run: SftArgs,
 }
 
 /// Supervised fine-tuning on JSONL examples.
@@ -63,11 +80,18 @@ pub struct SftArgs {
 
 pub fn run(a: Args) -> Result<()> {
     match a.command {
-        Sub::Sft(a) => sft(a),
+        Sub::Sft(a) => finetune(a, Method::Sft),
+        Sub::Dpo(a) => finetune(a.run, Method::Dpo),
     }
 }
 
-fn sft(a: SftArgs) -> Result<()> {
+#[derive(Clone, Copy, PartialEq)]
+enum Method {
+    Sft,
+    Dpo,
+}
+
+fn finetune(a: SftArgs, method: Method) -> Result<()> {
     let cfg = FinetuneConfig::load(&a.config)?;
     let out = a.out.clone().unwrap_or_else(|| {
         let stem = a.config.file_stem().unwrap_or_default().to_string_lossy();
@@ -84,15 +108,23 @@ fn sft(a: SftArgs) -> Result<()> {
         stop_at: a.steps,
         stop: Some(stop_flag()?),
     };
-    let report = finetune_sft(&cfg, &opts, |m| bar.step(m));
+    let report = match method {
+        Method::Sft => finetune_sft(&cfg, &opts, |m| bar.step(m)),
+        Method::Dpo => finetune_dpo(&cfg, &opts, |m| bar.step(m)),
+    };
     bar.finish();
     let report = report?;
     if a.json {
         return print_json(&report);
     }
     let d = &report.train_data;
+    let unit = if method == Method::Dpo {
+        "pairs"
+    } else {
+        "examples"
+    };
     println!(
-        "data: {} examples ({} truncated to {} tokens, {} dropped with nothing to train), \
+        "data: {} {unit} ({} truncated to {} tokens, {} dropped with nothing to train), \
          {} tokens, {} trained",
         d.examples,
         d.truncated,
@@ -110,11 +142,21 @@ fn sft(a: SftArgs) -> Result<()> {
             out.display()
         );
     } else {
+        let figures: Vec<String> = report
+            .eval_extra
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.4}"))
+            .collect();
         println!(
-            "{} steps, loss {:.4}, eval {}, {:.0} tokens/s; adapter in {}",
+            "{} steps, loss {:.4}, eval {}{}, {:.0} tokens/s; adapter in {}",
             report.steps,
             report.final_loss,
             report.eval_loss.map_or("-".into(), |v| format!("{v:.4}")),
+            if figures.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", figures.join(", "))
+            },
             report.tokens_per_s,
             out.display()
         );
