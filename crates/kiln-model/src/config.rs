@@ -111,6 +111,38 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
+    /// This configuration as a Hugging Face Llama `config.json`, with every field
+    /// transformers' `LlamaConfig` would otherwise default differently (`head_dim`,
+    /// `rms_norm_eps`, the biases, the token ids), and `kiln_kinds` for non-Llama switches.
+    pub fn to_hf_json(&self) -> serde_json::Value {
+        let eos = match self.eos_token_ids.as_slice() {
+            [] => serde_json::Value::Null,
+            [one] => (*one).into(),
+            many => many.into(),
+        };
+        let mut config = serde_json::json!({
+            "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+            "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size, "num_hidden_layers": self.num_layers,
+            "num_attention_heads": self.num_heads, "num_key_value_heads": self.num_kv_heads,
+            "head_dim": self.head_dim, "rms_norm_eps": self.rms_norm_eps,
+            "rope_theta": self.rope.theta, "rope_scaling": null,
+            "max_position_embeddings": self.max_position_embeddings,
+            "tie_word_embeddings": self.tie_word_embeddings, "hidden_act": "silu",
+            "attention_bias": self.attention_bias, "mlp_bias": false, "attention_dropout": 0.0,
+            "initializer_range": 0.02, "pretraining_tp": 1, "use_cache": true,
+            "bos_token_id": self.bos_token_id, "eos_token_id": eos,
+            // `dtype` is transformers 5's name, `torch_dtype` the 4.x one.
+            "torch_dtype": "float32", "dtype": "float32"
+        });
+        if !self.kinds.is_llama() {
+            config["kiln_kinds"] = serde_json::to_value(self.kinds).unwrap_or_default();
+            if self.kinds.mlp == MlpKind::Gelu {
+                config["hidden_act"] = "gelu".into();
+            }
+        }
+        config
+    }
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(ModelError::Config(m));
         if self.num_heads == 0 || self.num_kv_heads == 0 || self.num_layers == 0 {

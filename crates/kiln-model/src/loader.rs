@@ -90,6 +90,23 @@ pub fn load_with_adapter(path: &Path, device: &Device, adapter_dir: &Path) -> Re
     })
 }
 
+/// The weights of the model at `path` by Hugging Face name (quantized tensors kept
+/// quantized) and its configuration, without building the model: for tools that rewrite
+/// weights (merging an adapter).
+pub fn open_weights(path: &Path, device: &Device) -> Result<(Arc<dyn WeightSource>, ModelConfig)> {
+    Ok(match detect(path)? {
+        ModelFormat::Gguf => {
+            let file = Arc::new(GgufFile::open(path)?);
+            let cfg = file.model_config()?;
+            (Arc::new(GgufSource::new(file, device)), cfg)
+        }
+        ModelFormat::HuggingFace => {
+            let cfg = read_hf_config(path)?;
+            (Arc::new(SafetensorsSource::open_dir(path, device)?), cfg)
+        }
+    })
+}
+
 /// The weights the model reads: `source`, with the adapter `lora` chooses for `cfg`.
 fn weights_for(
     source: Arc<dyn WeightSource>,

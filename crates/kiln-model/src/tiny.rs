@@ -130,6 +130,43 @@ pub fn write_tiny_llama(dir: &Path, spec: &TinyLlamaSpec) -> Result<()> {
     Ok(())
 }
 
+/// A LoRA adapter for `base` on every layer and each of `lora`'s modules, with normal
+/// random A and B (std `a_std`, `b_std`; `b_std = 0` gives the zero B of a fresh adapter,
+/// which must leave the model unchanged). For tests of the adapter path and of merging.
+pub fn random_adapter(
+    base: &crate::config::ModelConfig,
+    lora: &crate::lora::LoraConfig,
+    seed: u64,
+    a_std: f32,
+    b_std: f32,
+) -> Result<crate::lora::LoraAdapter> {
+    use crate::lora::{LoraAdapter, LoraTarget, LoraWeights};
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut weights = std::collections::BTreeMap::new();
+    for layer in 0..base.num_layers {
+        for &module in &lora.modules()? {
+            let (fan_in, fan_out) = module.features(base).ok_or_else(|| {
+                ModelError::LoraConfig(format!("the base has no {}", module.name()))
+            })?;
+            let a = normal(&mut rng, lora.r * fan_in, a_std);
+            let b = if b_std == 0.0 {
+                vec![0.0; fan_out * lora.r]
+            } else {
+                normal(&mut rng, fan_out * lora.r, b_std)
+            };
+            let w = LoraWeights {
+                a: Tensor::from_vec(a, (lora.r, fan_in), &Device::Cpu)?,
+                b: Tensor::from_vec(b, (fan_out, lora.r), &Device::Cpu)?,
+            };
+            weights.insert(LoraTarget::new(layer, module), w);
+        }
+    }
+    Ok(LoraAdapter {
+        config: lora.clone(),
+        weights,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,15 +2,15 @@
 //! the base's; a non-zero adapter gives the logits of a base whose weights were changed by
 //! scale · B·A, computed here naively in f64 and written as a plain model directory.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 use kiln_model::causal_lm::{Batch, CausalLM, ForwardContext, LogitsMode};
 use kiln_model::config::ModelConfig;
-use kiln_model::lora::{LoraAdapter, LoraConfig, LoraModule, LoraSet, LoraTarget, LoraWeights};
-use kiln_model::tiny::{write_tiny_llama, TinyLlamaSpec};
+use kiln_model::lora::{LoraAdapter, LoraConfig, LoraModule, LoraSet};
+use kiln_model::tiny::{random_adapter, write_tiny_llama, TinyLlamaSpec};
 use kiln_model::{loader, ModelError};
 
 fn config(modules: &[&str], rslora: bool) -> LoraConfig {
@@ -24,43 +24,9 @@ fn config(modules: &[&str], rslora: bool) -> LoraConfig {
     }
 }
 
-fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-        })
-        .collect()
-}
-
 /// An adapter on every layer for `cfg`'s modules, random A, and B random or zero.
 fn adapter(base: &ModelConfig, cfg: &LoraConfig, zero_b: bool) -> LoraAdapter {
-    let mut weights = BTreeMap::new();
-    let modules = cfg.modules().unwrap();
-    for layer in 0..base.num_layers {
-        for (mi, &module) in modules.iter().enumerate() {
-            let (fan_in, fan_out) = module.features(base).unwrap();
-            let seed = (layer * 16 + mi) as u64;
-            let a = values(cfg.r * fan_in, seed, 0.3);
-            let b = if zero_b {
-                vec![0.0; fan_out * cfg.r]
-            } else {
-                values(fan_out * cfg.r, seed + 1000, 0.3)
-            };
-            let w = LoraWeights {
-                a: Tensor::from_vec(a, (cfg.r, fan_in), &Device::Cpu).unwrap(),
-                b: Tensor::from_vec(b, (fan_out, cfg.r), &Device::Cpu).unwrap(),
-            };
-            weights.insert(LoraTarget::new(layer, module), w);
-        }
-    }
-    LoraAdapter {
-        config: cfg.clone(),
-        weights,
-    }
+    random_adapter(base, cfg, 7, 0.2, if zero_b { 0.0 } else { 0.2 }).unwrap()
 }
 
 fn logits(path: &Path, lora: Option<&LoraAdapter>, tokens: &[u32]) -> Vec<f32> {

@@ -268,28 +268,9 @@ fn export(run: &Path, cfg: &ModelConfig, params: &[Param], data_dir: &Path) -> R
     // there. A tokenizer without special tokens (characters) has neither.
     let special = end_of_text_token(&tok);
     let special_id = special.as_ref().map(|(_, id)| *id);
-    let mut config = serde_json::json!({
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
-        "vocab_size": cfg.vocab_size, "hidden_size": cfg.hidden_size,
-        "intermediate_size": cfg.intermediate_size, "num_hidden_layers": cfg.num_layers,
-        "num_attention_heads": cfg.num_heads, "num_key_value_heads": cfg.num_kv_heads,
-        "head_dim": cfg.head_dim, "rms_norm_eps": cfg.rms_norm_eps,
-        "rope_theta": cfg.rope.theta, "rope_scaling": null,
-        "max_position_embeddings": cfg.max_position_embeddings,
-        "tie_word_embeddings": cfg.tie_word_embeddings, "hidden_act": "silu",
-        "attention_bias": cfg.attention_bias, "mlp_bias": false, "attention_dropout": 0.0,
-        "initializer_range": 0.02, "pretraining_tp": 1, "use_cache": true,
-        "bos_token_id": special_id, "eos_token_id": special_id,
-        // `dtype` is transformers 5's name, `torch_dtype` the 4.x one.
-        "torch_dtype": "float32", "dtype": "float32"
-    });
-    if !cfg.kinds.is_llama() {
-        config["kiln_kinds"] = serde_json::to_value(cfg.kinds)
-            .map_err(|e| TrainError::InvalidArgument(e.to_string()))?;
-        if cfg.kinds.mlp == kiln_model::config::MlpKind::Gelu {
-            config["hidden_act"] = "gelu".into();
-        }
-    }
+    let mut config = cfg.to_hf_json();
+    config["bos_token_id"] = special_id.into();
+    config["eos_token_id"] = special_id.into();
     let text = serde_json::to_vec_pretty(&config)
         .map_err(|e| TrainError::InvalidArgument(e.to_string()))?;
     crate::atomic::write_bytes_atomic(&run.join("config.json"), &text)?;

@@ -8,12 +8,10 @@
 mod common;
 
 use std::ffi::OsStr;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
-use candle_core::{Device, Tensor};
-use kiln_model::{Batch, CausalLM, ForwardContext, LogitsMode};
+use candle_core::Device;
+use common::hf_loss::{hf_losses, kiln_loss};
 
 /// Tokens per row of the scored batch (the tiny models' context).
 const T: usize = 32;
@@ -67,77 +65,6 @@ eval_batches = 2
 checkpoint_every = 6
 seed = 7
 "#
-    )
-}
-
-/// Mean cross-entropy of `targets` under kiln's model loaded from the run directory (the
-/// differentiable f32 path training uses), with the softmax in f64.
-fn kiln_loss(run: &Path, inputs: &[Vec<u32>], targets: &[Vec<u32>]) -> f64 {
-    let m = kiln_model::load(run, &Device::Cpu).expect("kiln loads the run directory");
-    let flat: Vec<u32> = inputs.concat();
-    let ids = Tensor::from_vec(flat, (inputs.len(), T), &Device::Cpu).unwrap();
-    let batch = Batch {
-        input_ids: ids,
-        start_pos: 0,
-        logits: LogitsMode::All,
-    };
-    let logits = m
-        .model
-        .forward(&batch, &mut ForwardContext::no_cache())
-        .unwrap()
-        .to_vec3::<f32>()
-        .unwrap();
-    let mut sum = 0.0f64;
-    for (row, tgt) in logits.iter().zip(targets) {
-        for (l, &t) in row.iter().zip(tgt) {
-            let max = l.iter().fold(f64::NEG_INFINITY, |a, &x| a.max(x as f64));
-            let lse = max + l.iter().map(|&x| (x as f64 - max).exp()).sum::<f64>().ln();
-            sum += lse - l[t as usize] as f64;
-        }
-    }
-    sum / (inputs.len() * T) as f64
-}
-
-/// `scripts/hf_llama_loss.py` on the runs: transformers' losses, and its version.
-fn hf_losses(
-    py: &Path,
-    runs: &[PathBuf],
-    inputs: &[Vec<u32>],
-    targets: &[Vec<u32>],
-) -> (Vec<f64>, String) {
-    let script = common::repo_root().join("scripts/hf_llama_loss.py");
-    let req = serde_json::json!({"models": runs, "input_ids": inputs, "targets": targets});
-    let mut child = Command::new(py)
-        .arg(&script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running hf_llama_loss.py");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(req.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "transformers could not load the run directories: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout));
-    });
-    let losses = v["losses"]
-        .as_array()
-        .expect("losses")
-        .iter()
-        .map(|x| x.as_f64().expect("a loss"))
-        .collect();
-    (
-        losses,
-        v["transformers"].as_str().unwrap_or("?").to_string(),
     )
 }
 
@@ -224,7 +151,8 @@ fn llama_style_run_loads_in_transformers_with_the_same_loss() {
     }
     let (hf, version) = hf_losses(&py, &runs, &inputs, &targets);
     for (run, hf) in runs.iter().zip(&hf) {
-        let kiln = kiln_loss(run, &inputs, &targets);
+        let m = kiln_model::load(run, &Device::Cpu).expect("kiln loads the run directory");
+        let kiln = kiln_loss(&m, &inputs, &targets);
         let diff = (kiln - hf).abs();
         eprintln!(
             "{}: kiln loss {kiln:.6}, transformers {version} loss {hf:.6}, |diff| {diff:.2e}",

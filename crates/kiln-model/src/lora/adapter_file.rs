@@ -14,6 +14,7 @@ use super::config::LoraConfig;
 use super::target::{LoraFactor, LoraTarget};
 use crate::config::ModelConfig;
 use crate::error::{AdapterShapeMismatch, ModelError, Result};
+use crate::weights::rope_rows::{halves_to_interleaved, interleaved_to_halves, reordered_heads};
 
 pub const ADAPTER_CONFIG_FILE: &str = "adapter_config.json";
 pub const ADAPTER_WEIGHTS_FILE: &str = "adapter_model.safetensors";
@@ -107,7 +108,12 @@ pub fn save_adapter(dir: &Path, adapter: &LoraAdapter, base: &ModelConfig) -> Re
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> =
         Vec::with_capacity(2 * adapter.weights.len());
     for (target, w) in &adapter.weights {
-        for (factor, t) in [(LoraFactor::A, &w.a), (LoraFactor::B, &w.b)] {
+        // PEFT applies the adapter to the HF model: B's rows in HF's Q/K order.
+        let b = match reordered_heads(base, &target.base_weight_name()) {
+            Some(heads) => interleaved_to_halves(&w.b, heads, base.head_dim)?,
+            None => w.b.clone(),
+        };
+        for (factor, t) in [(LoraFactor::A, &w.a), (LoraFactor::B, &b)] {
             let data: Vec<f32> = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
             let bytes = data.iter().flat_map(|x| x.to_le_bytes()).collect();
             tensors.push((target.peft_tensor_name(factor), t.dims().to_vec(), bytes));
@@ -140,8 +146,14 @@ pub fn load_adapter(dir: &Path, base: &ModelConfig, device: &Device) -> Result<L
     let config = read_config(&dir.join(ADAPTER_CONFIG_FILE))?;
     let weights_path = dir.join(ADAPTER_WEIGHTS_FILE);
     let weights = read_weights(&weights_path, device)?;
-    let adapter = LoraAdapter { config, weights };
+    let mut adapter = LoraAdapter { config, weights };
     adapter.check_fits(base, &weights_path)?;
+    // The file is in HF's Q/K row order; the base may run llama.cpp's (see save_adapter).
+    for (target, w) in adapter.weights.iter_mut() {
+        if let Some(heads) = reordered_heads(base, &target.base_weight_name()) {
+            w.b = halves_to_interleaved(&w.b, heads, base.head_dim)?;
+        }
+    }
     Ok(adapter)
 }
 

@@ -12,6 +12,7 @@ use rand::{Rng, SeedableRng};
 use super::*;
 use crate::config::{HfLlamaConfig, ModelConfig};
 use crate::error::{AdapterShapeMismatch, ModelError};
+use crate::lora::LoraModule;
 
 /// SmolLM2-135M's shape: d 576, 9 heads / 3 KV heads of 64, FFN 1536, 30 layers.
 fn smollm2() -> ModelConfig {
@@ -106,6 +107,44 @@ fn round_trip_keeps_config_and_every_value() {
         [ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE],
         "temp files left"
     );
+}
+
+/// On a GGUF base (Q/K rows in llama.cpp's interleaved-RoPE order) the file holds lora_B
+/// of q_proj and k_proj in Hugging Face's row order, the order PEFT applies it in, and
+/// loading restores the base's order.
+#[test]
+fn interleaved_base_writes_q_k_in_hf_row_order_and_reads_back() {
+    let mut base = smollm2();
+    base.rope.style = crate::config::RopeStyle::Interleaved;
+    let adapter = random_adapter(&base, lora_config(2, &["q_proj", "k_proj", "v_proj"]), 3);
+    let dir = tempfile::tempdir().unwrap();
+    save_adapter(dir.path(), &adapter, &base).unwrap();
+    let back = load_adapter(dir.path(), &base, &Device::Cpu).unwrap();
+    let file = candle_core::safetensors::load(dir.path().join(ADAPTER_WEIGHTS_FILE), &Device::Cpu)
+        .unwrap();
+    for (target, w) in &adapter.weights {
+        assert_eq!(values(&back.weights[target].b), values(&w.b), "{target} B");
+        let stored = values(&file[&target.peft_tensor_name(LoraFactor::B)]);
+        let heads = match target.module {
+            LoraModule::QProj => base.num_heads,
+            LoraModule::KProj => base.num_kv_heads,
+            _ => {
+                assert_eq!(stored, values(&w.b), "{target}: v_proj is not reordered");
+                continue;
+            }
+        };
+        let (d, r) = (base.head_dim, 2);
+        let rows = w.b.to_vec2::<f32>().unwrap();
+        for h in 0..heads {
+            for i in 0..d / 2 {
+                for j in 0..2 {
+                    let hf_row = h * d + j * d / 2 + i;
+                    let gguf_row = h * d + 2 * i + j;
+                    assert_eq!(&stored[hf_row * r..hf_row * r + r], &rows[gguf_row][..]);
+                }
+            }
+        }
+    }
 }
 
 #[test]

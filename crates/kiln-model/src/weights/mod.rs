@@ -3,6 +3,7 @@
 //! its own file layout, so no model file ever sees a GGUF or safetensors name.
 
 pub mod gguf;
+pub mod rope_rows;
 pub mod safetensors;
 pub mod vars;
 

@@ -10,6 +10,7 @@ pub mod config;
 pub mod dpo;
 pub mod dpo_loss;
 pub mod loss;
+pub mod merge;
 pub mod objective;
 pub mod pair_sampler;
 pub mod prefs;

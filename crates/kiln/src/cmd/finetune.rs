@@ -1,9 +1,11 @@
-//! `kiln finetune sft`: fine-tune a pretrained model through a LoRA adapter.
+//! `kiln finetune sft|dpo|merge`: fine-tune a pretrained model through a LoRA adapter, and
+//! fold an adapter into the base's weights.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args as ClapArgs, Subcommand};
+use kiln_train::finetune::merge::merge_adapter;
 use kiln_train::finetune::{finetune_dpo, finetune_sft, FinetuneConfig, FinetuneOptions};
 
 use crate::cmd::train::stop_flag;
@@ -23,6 +25,30 @@ pub struct Args {
 pub enum Sub {
     Sft(SftArgs),
     Dpo(DpoArgs),
+    Merge(MergeArgs),
+}
+
+/// Merge an adapter into its base model: W' = W + (alpha/r)·B·A for every adapted weight.
+///
+/// OUT becomes a Hugging Face Llama directory (model.safetensors in f32, config.json,
+/// tokenizer.json, tokenizer_config.json with the chat template) that `kiln generate`,
+/// `kiln serve` and transformers load without the adapter. A quantized GGUF base is
+/// dequantized first, so the merged model is the adapted model without the quantization
+/// of the base (its outputs differ from the adapted GGUF's by that quantization error).
+#[derive(ClapArgs, Debug)]
+pub struct MergeArgs {
+    /// The base model the adapter was trained on (GGUF, HF directory or kiln run directory).
+    #[arg(long, short = 'm')]
+    pub model: PathBuf,
+    /// The adapter directory (adapter_config.json + adapter_model.safetensors).
+    #[arg(long)]
+    pub adapter: PathBuf,
+    /// Output directory.
+    #[arg(long, short = 'o')]
+    pub out: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Direct Preference Optimization on preference pairs.
@@ -82,7 +108,23 @@ pub fn run(a: Args) -> Result<()> {
     match a.command {
         Sub::Sft(a) => finetune(a, Method::Sft),
         Sub::Dpo(a) => finetune(a.run, Method::Dpo),
+        Sub::Merge(a) => merge(a),
     }
+}
+
+fn merge(a: MergeArgs) -> Result<()> {
+    let report = merge_adapter(&a.model, &a.adapter, &a.out)?;
+    if a.json {
+        return print_json(&report);
+    }
+    println!(
+        "merged {} adapted weights into {} tensors ({} parameters, f32); model in {}",
+        report.merged,
+        report.tensors,
+        report.parameters,
+        report.out.display()
+    );
+    Ok(())
 }
 
 #[derive(Clone, Copy, PartialEq)]

@@ -3,6 +3,8 @@
 //! missing (or failing, under `KILN_REQUIRE_ASSETS=1`, which `.ci/run` sets).
 #![allow(dead_code)]
 
+pub mod hf_loss;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
