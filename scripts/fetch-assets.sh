@@ -47,5 +47,23 @@ if [ ! -f "$SHK/.complete" ]; then
   touch "$SHK/.complete"
 fi
 
+# FOLDOC, the Free On-line Dictionary of Computing (Debian's dict-foldoc, GFDL): the
+# fine-tuning example's data (examples/foldoc-category). Fetched only by the example's
+# users and CI; the tests do not need it. apt-get download needs no root.
+FOLDOC="$ASSETS/foldoc/foldoc.dict.dz"
+FOLDOC_SHA=f3476f455be35c3301a4dfe5406d74854d0b992bc49f4cd1737f779c99e0178f
+if ! sha_ok "$FOLDOC" "$FOLDOC_SHA" && command -v apt-get >/dev/null 2>&1; then
+  mkdir -p "$ASSETS/foldoc" "$DL/foldoc"
+  (cd "$DL/foldoc" && rm -f dict-foldoc_*.deb && apt-get download -q dict-foldoc >/dev/null 2>&1) \
+    || echo "fetch-assets: could not download dict-foldoc (the fine-tuning example needs it)" >&2
+  DEB="$(ls "$DL"/foldoc/dict-foldoc_*.deb 2>/dev/null | head -1)"
+  if [ -n "$DEB" ]; then
+    rm -rf "$DL/foldoc/x" && dpkg-deb -x "$DEB" "$DL/foldoc/x"
+    cp "$DL/foldoc/x/usr/share/dictd/foldoc.dict.dz" "$FOLDOC.tmp" && mv "$FOLDOC.tmp" "$FOLDOC"
+    sha_ok "$FOLDOC" "$FOLDOC_SHA" \
+      || echo "fetch-assets: FOLDOC changed upstream (sha256 differs); the example's figures may too" >&2
+  fi
+fi
+
 echo "fetch-assets: ready in $ASSETS"
 ls -1 "$ASSETS"

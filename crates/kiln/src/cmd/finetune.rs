@@ -1,5 +1,5 @@
-//! `kiln finetune sft|dpo|merge`: fine-tune a pretrained model through a LoRA adapter, and
-//! fold an adapter into the base's weights.
+//! `kiln finetune sft|dpo|merge|eval`: fine-tune a pretrained model through a LoRA adapter,
+//! fold an adapter into the base's weights, evaluate on a task (cmd/task_eval.rs).
 
 use std::path::PathBuf;
 
@@ -26,6 +26,7 @@ pub enum Sub {
     Sft(SftArgs),
     Dpo(DpoArgs),
     Merge(MergeArgs),
+    Eval(crate::cmd::task_eval::EvalArgs),
 }
 
 /// Merge an adapter into its base model: W' = W + (alpha/r)·B·A for every adapted weight.
@@ -109,6 +110,7 @@ pub fn run(a: Args) -> Result<()> {
         Sub::Sft(a) => finetune(a, Method::Sft),
         Sub::Dpo(a) => finetune(a.run, Method::Dpo),
         Sub::Merge(a) => merge(a),
+        Sub::Eval(a) => crate::cmd::task_eval::run(a),
     }
 }
 

@@ -1,0 +1,107 @@
+//! Synthetic preference pairs: sample several completions per prompt, score them, and pair
+//! the best against the worst (TRL's `{"prompt", "chosen", "rejected"}`, which `kiln
+//! finetune dpo` reads). Prompts whose samples all score the same teach nothing and are
+//! counted, not paired.
+
+use kiln_model::{sample_completions, LoadedModel, SamplingParams};
+use serde::Serialize;
+
+use super::evaluate::prompt_ids;
+use super::items::TaskItem;
+use super::scorer::Scorer;
+use crate::error::Result;
+
+#[derive(Debug, Clone)]
+pub struct PrefsOptions {
+    pub samples: usize,
+    pub sampling: SamplingParams,
+    pub max_tokens: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PrefPair {
+    pub prompt: serde_json::Value,
+    pub chosen: String,
+    pub rejected: String,
+    pub chosen_score: f64,
+    pub rejected_score: f64,
+    /// The item's line in the prompts file.
+    pub line: usize,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PrefsReport {
+    pub prompts: usize,
+    pub pairs: usize,
+    /// Prompts whose samples all scored the same.
+    pub tied: usize,
+    /// Mean score over every sample: how good the sampling model already is.
+    pub mean_sample_score: f64,
+}
+
+pub fn build_prefs(
+    model: &LoadedModel,
+    items: &[TaskItem],
+    scorer: &dyn Scorer,
+    opts: &PrefsOptions,
+    mut progress: impl FnMut(usize),
+) -> Result<(Vec<PrefPair>, PrefsReport)> {
+    let mut pairs = vec![];
+    let mut report = PrefsReport {
+        prompts: items.len(),
+        ..PrefsReport::default()
+    };
+    let (mut score_sum, mut scored) = (0.0, 0usize);
+    for (i, item) in items.iter().enumerate() {
+        let ids = prompt_ids(model, item)?;
+        // A different stream per prompt, reproducible from the one seed.
+        let sampling = SamplingParams {
+            seed: opts
+                .sampling
+                .seed
+                .wrapping_add((i as u64).wrapping_mul(1_000_003)),
+            ..opts.sampling.clone()
+        };
+        let samples = sample_completions(
+            &model.model,
+            &model.tokenizer,
+            &ids,
+            opts.samples,
+            &sampling,
+            opts.max_tokens,
+            &model.device,
+        )?;
+        let mut graded = Vec::with_capacity(samples.len());
+        for tokens in samples {
+            let text = model.tokenizer.decode(&tokens)?;
+            let score = scorer.score(item, &text)?;
+            score_sum += score;
+            scored += 1;
+            graded.push((score, text));
+        }
+        // The first best and the first worst: stable under ties.
+        let best = graded
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1 .0.total_cmp(&b.1 .0).then(b.0.cmp(&a.0)));
+        let worst = graded
+            .iter()
+            .enumerate()
+            .min_by(|a, b| a.1 .0.total_cmp(&b.1 .0).then(a.0.cmp(&b.0)));
+        match (best, worst) {
+            (Some((_, b)), Some((_, w))) if b.0 > w.0 => pairs.push(PrefPair {
+                prompt: item.prompt.clone(),
+                chosen: b.1.clone(),
+                rejected: w.1.clone(),
+                chosen_score: b.0,
+                rejected_score: w.0,
+                line: item.line,
+            }),
+            _ => report.tied += 1,
+        }
+        progress(i + 1);
+    }
+    report.pairs = pairs.len();
+    report.mean_sample_score = score_sum / scored.max(1) as f64;
+    Ok((pairs, report))
+}

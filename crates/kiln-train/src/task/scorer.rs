@@ -1,0 +1,192 @@
+//! Scorers grade one completion of an item in [0, 1]. Exact-answer and format checks live
+//! here; an LLM judge (an HTTP call) is the binary's, behind the same trait.
+
+use regex::Regex;
+
+use super::items::TaskItem;
+use crate::error::{Result, TrainError};
+
+pub trait Scorer {
+    fn name(&self) -> &str;
+    fn score(&self, item: &TaskItem, completion: &str) -> Result<f64>;
+    /// Whether items must carry an `answer`.
+    fn needs_answer(&self) -> bool {
+        true
+    }
+}
+
+fn expected<'a>(scorer: &str, item: &'a TaskItem) -> Result<&'a str> {
+    item.answer.as_deref().ok_or_else(|| {
+        TrainError::InvalidArgument(format!(
+            "line {}: the {scorer} scorer needs an \"answer\"",
+            item.line
+        ))
+    })
+}
+
+/// The first line of `s`, lower-cased, with surrounding whitespace, quotes, markdown
+/// emphasis and trailing punctuation removed: "**Networking.**" and "networking" agree.
+pub fn normalize_answer(s: &str) -> String {
+    let first = s.trim().lines().next().unwrap_or("");
+    first
+        .trim_matches(|c: char| c.is_whitespace() || "\"'`*_.,;:!".contains(c))
+        .to_lowercase()
+}
+
+/// 1 when the completion's first line, normalized, is the answer.
+pub struct ExactAnswer;
+
+impl Scorer for ExactAnswer {
+    fn name(&self) -> &str {
+        "exact"
+    }
+    fn score(&self, item: &TaskItem, completion: &str) -> Result<f64> {
+        let want = normalize_answer(expected(self.name(), item)?);
+        Ok(f64::from(u8::from(normalize_answer(completion) == want)))
+    }
+}
+
+/// 1 when the answer appears in the completion as whole words, in any case: lenient to a
+/// model that answers in a sentence ("It is a programming language." for "language"), and
+/// to one that lists several answers, so a gain measured with it is a conservative one.
+pub struct ContainsAnswer;
+
+impl Scorer for ContainsAnswer {
+    fn name(&self) -> &str {
+        "contains"
+    }
+    fn score(&self, item: &TaskItem, completion: &str) -> Result<f64> {
+        let want = expected(self.name(), item)?.trim().to_lowercase();
+        let text = completion.to_lowercase();
+        let boundary = |c: Option<char>| c.is_none_or(|c| !c.is_alphanumeric());
+        let found = !want.is_empty()
+            && text.match_indices(&want).any(|(i, m)| {
+                boundary(text[..i].chars().next_back())
+                    && boundary(text[i + m.len()..].chars().next())
+            });
+        Ok(f64::from(u8::from(found)))
+    }
+}
+
+/// 1 when the last number in the completion equals the last number in the answer
+/// (GSM8K-style: the worked solution ends with the result, "#### 42").
+pub struct FinalNumber;
+
+fn last_number(s: &str) -> Option<f64> {
+    let re = Regex::new(r"-?\d[\d,]*(?:\.\d+)?").ok()?;
+    re.find_iter(s)
+        .last()
+        .and_then(|m| m.as_str().replace(',', "").parse().ok())
+}
+
+impl Scorer for FinalNumber {
+    fn name(&self) -> &str {
+        "number"
+    }
+    fn score(&self, item: &TaskItem, completion: &str) -> Result<f64> {
+        let want = expected(self.name(), item)?;
+        let want = last_number(want).ok_or_else(|| {
+            TrainError::InvalidArgument(format!(
+                "line {}: the answer {want:?} has no number",
+                item.line
+            ))
+        })?;
+        Ok(match last_number(completion) {
+            Some(got) => f64::from(u8::from((got - want).abs() < 1e-9)),
+            None => 0.0,
+        })
+    }
+}
+
+/// 1 when the completion matches a regular expression (a format check).
+pub struct RegexScorer {
+    re: Regex,
+}
+
+impl RegexScorer {
+    pub fn new(pattern: &str) -> Result<Self> {
+        Regex::new(pattern)
+            .map(|re| Self { re })
+            .map_err(|e| TrainError::InvalidArgument(format!("--regex {pattern:?}: {e}")))
+    }
+}
+
+impl Scorer for RegexScorer {
+    fn name(&self) -> &str {
+        "regex"
+    }
+    fn score(&self, _item: &TaskItem, completion: &str) -> Result<f64> {
+        Ok(f64::from(u8::from(self.re.is_match(completion))))
+    }
+    fn needs_answer(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(answer: &str) -> TaskItem {
+        TaskItem {
+            line: 1,
+            prompt: serde_json::Value::String("q".into()),
+            messages: vec![],
+            answer: Some(answer.into()),
+        }
+    }
+
+    #[test]
+    fn exact_answer_ignores_case_punctuation_and_later_lines() {
+        let it = item("operating system");
+        for good in [
+            "operating system",
+            " Operating System.",
+            "**operating system**\nBecause...",
+        ] {
+            assert_eq!(ExactAnswer.score(&it, good).unwrap(), 1.0, "{good:?}");
+        }
+        for bad in ["operating", "the operating system", "", "hardware"] {
+            assert_eq!(ExactAnswer.score(&it, bad).unwrap(), 0.0, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn contains_answer_needs_whole_words() {
+        let it = item("language");
+        assert_eq!(
+            ContainsAnswer
+                .score(&it, "It is a programming Language.")
+                .unwrap(),
+            1.0
+        );
+        assert_eq!(ContainsAnswer.score(&it, "language").unwrap(), 1.0);
+        assert_eq!(ContainsAnswer.score(&it, "languages galore").unwrap(), 0.0);
+        assert_eq!(ContainsAnswer.score(&it, "metalanguage").unwrap(), 0.0);
+        let two = item("operating system");
+        assert_eq!(
+            ContainsAnswer
+                .score(&two, "an Operating System, really")
+                .unwrap(),
+            1.0
+        );
+    }
+
+    #[test]
+    fn final_number_compares_the_last_numbers() {
+        let it = item("She pays 3 * 4 = 12 dollars.\n#### 1,200");
+        assert_eq!(FinalNumber.score(&it, "so 1200").unwrap(), 1.0);
+        assert_eq!(FinalNumber.score(&it, "1200 or 12").unwrap(), 0.0);
+        assert_eq!(FinalNumber.score(&it, "no idea").unwrap(), 0.0);
+        let no_answer = TaskItem { answer: None, ..it };
+        assert!(FinalNumber.score(&no_answer, "1").is_err());
+    }
+
+    #[test]
+    fn regex_checks_format_and_reports_a_bad_pattern() {
+        let s = RegexScorer::new(r"^[a-z ]+$").unwrap();
+        assert_eq!(s.score(&item("x"), "networking").unwrap(), 1.0);
+        assert_eq!(s.score(&item("x"), "Networking!").unwrap(), 0.0);
+        assert!(RegexScorer::new("(").is_err());
+    }
+}
