@@ -11,4 +11,6 @@ mod scorer;
 pub use evaluate::{evaluate_task, paired_bootstrap, wilson_interval, ItemResult, TaskEval};
 pub use items::{read_task_items, TaskItem};
 pub use pairs::{build_prefs, PrefPair, PrefsOptions, PrefsReport};
-pub use scorer::{normalize_answer, ContainsAnswer, ExactAnswer, FinalNumber, RegexScorer, Scorer};
+pub use scorer::{
+    check_answers, normalize_answer, ContainsAnswer, ExactAnswer, FinalNumber, RegexScorer, Scorer,
+};

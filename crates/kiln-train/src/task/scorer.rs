@@ -6,6 +6,25 @@ use regex::Regex;
 use super::items::TaskItem;
 use crate::error::{Result, TrainError};
 
+/// Refuses items without an `answer` when `scorer` needs one, naming the file and line.
+pub fn check_answers(
+    scorer: &dyn Scorer,
+    items: &[TaskItem],
+    path: &std::path::Path,
+) -> Result<()> {
+    match items.iter().find(|i| i.answer.is_none()) {
+        Some(it) if scorer.needs_answer() => Err(TrainError::DataLine {
+            path: path.into(),
+            line: it.line,
+            msg: format!(
+                "the {} scorer needs an \"answer\" on every line",
+                scorer.name()
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
 pub trait Scorer {
     fn name(&self) -> &str;
     fn score(&self, item: &TaskItem, completion: &str) -> Result<f64>;
@@ -73,8 +92,12 @@ impl Scorer for ContainsAnswer {
 pub struct FinalNumber;
 
 fn last_number(s: &str) -> Option<f64> {
-    let re = Regex::new(r"-?\d[\d,]*(?:\.\d+)?").ok()?;
-    re.find_iter(s)
+    // Compiled once: the scorer runs on every sample.
+    static NUMBER: std::sync::LazyLock<Option<Regex>> =
+        std::sync::LazyLock::new(|| Regex::new(r"-?\d[\d,]*(?:\.\d+)?").ok());
+    NUMBER
+        .as_ref()?
+        .find_iter(s)
         .last()
         .and_then(|m| m.as_str().replace(',', "").parse().ok())
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
 use indicatif::{ProgressBar, ProgressStyle};
-use kiln_train::task::{build_prefs, read_task_items, PrefsOptions};
+use kiln_train::task::{build_prefs, check_answers, read_task_items, PrefsOptions};
 
 use crate::cmd::scorer::ScorerArgs;
 use crate::common::{print_json, ModelArgs, SamplingArgs};
@@ -56,16 +56,7 @@ pub fn run(a: PrefsArgs) -> Result<()> {
     }
     let items = read_task_items(&a.prompts)?;
     let scorer = a.scorer.build()?;
-    if scorer.needs_answer() {
-        if let Some(it) = items.iter().find(|i| i.answer.is_none()) {
-            bail!(
-                "{}:{}: the {} scorer needs an \"answer\" on every line",
-                a.prompts.display(),
-                it.line,
-                scorer.name()
-            );
-        }
-    }
+    check_answers(scorer.as_ref(), &items, &a.prompts)?;
     let model = a.model.load()?;
     let bar = ProgressBar::new(items.len() as u64).with_style(ProgressStyle::with_template(
         "sampling {bar:30} {pos}/{len} prompts [{elapsed} < {eta}]",

@@ -4,10 +4,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args as ClapArgs;
 use indicatif::{ProgressBar, ProgressStyle};
-use kiln_train::task::{evaluate_task, paired_bootstrap, read_task_items, TaskEval};
+use kiln_train::task::{check_answers, evaluate_task, paired_bootstrap, read_task_items, TaskEval};
 
 use crate::cmd::scorer::ScorerArgs;
 use crate::common::{print_json, ModelArgs};
@@ -54,16 +54,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
         items.truncate(n);
     }
     let scorer = a.scorer.build()?;
-    if scorer.needs_answer() {
-        if let Some(it) = items.iter().find(|i| i.answer.is_none()) {
-            bail!(
-                "{}:{}: the {} scorer needs an \"answer\" on every line",
-                a.data.display(),
-                it.line,
-                scorer.name()
-            );
-        }
-    }
+    check_answers(scorer.as_ref(), &items, &a.data)?;
     let base: Option<TaskEval> = match &a.compare {
         Some(p) => Some(
             serde_json::from_slice(
