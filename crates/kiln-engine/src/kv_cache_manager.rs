@@ -37,11 +37,15 @@ impl KvCacheManager {
     /// Cached blocks holding the longest prefix of `seq`'s tokens, and how many tokens they
     /// cover. At least one token is always left to compute: its logits are needed.
     pub fn cached_prefix(&self, seq: &mut Sequence) -> (Vec<BlockId>, usize) {
-        if !self.enable_caching || !seq.use_prefix_cache {
+        if !self.enable_caching {
             return (vec![], 0);
         }
         extend_hashes(&mut seq.block_hashes, &seq.tokens, self.block_size);
-        let max_blocks = (seq.tokens.len() - 1) / self.block_size;
+        let servable = seq
+            .prompt_logits_from
+            .unwrap_or(usize::MAX)
+            .min(seq.tokens.len() - 1);
+        let max_blocks = servable / self.block_size;
         let hits: Vec<BlockId> = seq.block_hashes[..max_blocks.min(seq.block_hashes.len())]
             .iter()
             .map_while(|h| self.pool.lookup(h))

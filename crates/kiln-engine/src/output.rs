@@ -35,8 +35,8 @@ pub struct Usage {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum EngineEvent {
-    /// Log-probabilities of prompt tokens 1.. (the first token has none), when asked for.
-    /// Sent once, before any generated token.
+    /// Log-probabilities of prompt tokens `max(1, prompt_logprobs_from)..` (the first token
+    /// has none), when asked for. Sent once, before any generated token.
     PromptLogprobs(Vec<TokenLogprob>),
     /// One generated token. `text` is the text that became final with it: it may be empty
     /// (an incomplete character, or text held back while it could still be a stop string).

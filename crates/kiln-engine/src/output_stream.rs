@@ -22,6 +22,7 @@ pub struct OutputStream {
     max_tokens: usize,
     logprobs: Option<usize>,
     prompt_logprobs: Option<usize>,
+    prompt_logprobs_from: usize,
     /// Prompt then generated tokens: the sampler's penalty history.
     history: Vec<u32>,
     prompt_len: usize,
@@ -52,6 +53,7 @@ impl OutputStream {
             max_tokens: req.max_tokens,
             logprobs: req.logprobs,
             prompt_logprobs: req.prompt_logprobs,
+            prompt_logprobs_from: req.prompt_logprobs_from,
             history: req.prompt.clone(),
             prompt_len: req.prompt.len(),
             cached_tokens: 0,
@@ -67,16 +69,22 @@ impl OutputStream {
         self.history.len() - self.prompt_len
     }
 
-    /// `rows[i]` are the logits after prompt token i (i = 0..prompt_len-1); scores prompt
-    /// tokens 1.. and sends them in one event.
-    pub fn send_prompt_logprobs(&self, rows: &[Vec<f32>]) {
-        let Some(top) = self.prompt_logprobs else {
+    /// Whether prompt log-probabilities are still to be sent.
+    pub fn wants_prompt_logprobs(&self) -> bool {
+        self.prompt_logprobs.is_some()
+    }
+
+    /// `rows[i]` are the logits after prompt token `first - 1 + i`, `first` the first scored
+    /// token; scores prompt tokens `first..` and sends them in one event (once).
+    pub fn send_prompt_logprobs(&mut self, rows: &[Vec<f32>]) {
+        let Some(top) = self.prompt_logprobs.take() else {
             return;
         };
         let prompt = &self.history[..self.prompt_len];
+        let first = self.prompt_logprobs_from.max(1).min(prompt.len());
         let lps: Vec<TokenLogprob> = rows
             .iter()
-            .zip(&prompt[1..])
+            .zip(&prompt[first..])
             .map(|(logits, &next)| token_logprob(logits, next, top, &self.tokenizer))
             .collect();
         let _ = self.tx.send(EngineEvent::PromptLogprobs(lps));

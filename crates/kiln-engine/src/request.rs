@@ -21,9 +21,15 @@ pub struct EngineRequest {
     /// alternatives at each step (0 for the chosen token alone).
     pub logprobs: Option<usize>,
     /// Log-probabilities of the prompt tokens themselves (OpenAI `echo` + `logprobs`), with
-    /// n alternatives each. Such prompts are computed in full, never taken from the prefix
-    /// cache, since cached positions have no logits.
+    /// n alternatives each. The positions they need are computed, never taken from the
+    /// prefix cache, since cached positions have no logits.
     pub prompt_logprobs: Option<usize>,
+    /// With `prompt_logprobs`: score prompt tokens from this index on (at least 1; the first
+    /// token has no log-probability). The tokens before the last unscored one may come from
+    /// the prefix cache, so the continuations of one context, scored one after another,
+    /// compute the context once (log-likelihood evaluation).
+    #[serde(default)]
+    pub prompt_logprobs_from: usize,
 }
 
 impl EngineRequest {
@@ -37,6 +43,7 @@ impl EngineRequest {
             stop_at_eos: true,
             logprobs: None,
             prompt_logprobs: None,
+            prompt_logprobs_from: 0,
         }
     }
 }

@@ -204,7 +204,7 @@ impl Scheduler {
             if let Some(seq) = self.running.iter_mut().find(|q| q.id == s.id) {
                 seq.num_computed_tokens = s.start_pos + s.tokens.len();
                 if seq.num_computed_tokens >= seq.prompt_len {
-                    seq.wants_prompt_logits = false;
+                    seq.prompt_logits_from = None;
                 }
                 self.kv.cache_full_blocks(seq);
             }
@@ -238,8 +238,8 @@ fn chunk(seq: &Sequence, num_new: usize) -> ScheduledSeq {
     let start = seq.num_computed_tokens;
     let end = start + num_new;
     let sample = end == seq.tokens.len();
-    let logits = if seq.wants_prompt_logits {
-        SeqLogits::All
+    let logits = if let Some(from) = seq.prompt_logits_from.filter(|&f| end > f) {
+        SeqLogits::Tail(end - start.max(from))
     } else if sample {
         SeqLogits::Last
     } else {

@@ -23,11 +23,10 @@ pub struct Sequence {
     pub block_hashes: Vec<BlockHash>,
     /// Of `blocks`, how many leading ones are registered in the prefix cache.
     pub num_registered_blocks: usize,
-    /// Look the prompt up in the prefix cache on admission.
-    pub use_prefix_cache: bool,
-    /// Return logits for every prompt position (prompt log-probabilities) until the prompt
-    /// has been computed once.
-    pub wants_prompt_logits: bool,
+    /// Prompt log-probabilities: return logits for the prompt positions from this one on
+    /// until the prompt has been computed once. The prefix cache then serves at most this
+    /// many tokens (cached positions have no logits).
+    pub prompt_logits_from: Option<usize>,
 }
 
 impl Sequence {
@@ -43,8 +42,7 @@ impl Sequence {
             blocks: BlockTable::new(pool),
             block_hashes: vec![],
             num_registered_blocks: 0,
-            use_prefix_cache: true,
-            wants_prompt_logits: false,
+            prompt_logits_from: None,
         }
     }
 

@@ -270,13 +270,12 @@ fn prefix_cache_evicts_under_pressure() {
 fn prompt_logits_are_returned_for_every_prompt_chunk() {
     let mut s = Scheduler::new(config(32, 4, 6));
     let mut seq = s.new_sequence(0, prompt(0, 10), 1);
-    seq.wants_prompt_logits = true;
-    seq.use_prefix_cache = false;
+    seq.prompt_logits_from = Some(0);
     s.add_request(seq);
     let out = s.schedule();
     assert_eq!(
         (out.seqs[0].tokens.len(), out.seqs[0].logits),
-        (6, SeqLogits::All)
+        (6, SeqLogits::Tail(6))
     );
     s.update_from_output(&out, &fake_sample(&out));
     let out = s.schedule();
@@ -286,6 +285,31 @@ fn prompt_logits_are_returned_for_every_prompt_chunk() {
             out.seqs[0].logits,
             out.seqs[0].sample
         ),
-        (4, SeqLogits::All, true)
+        (4, SeqLogits::Tail(4), true)
     );
+}
+
+#[test]
+fn scored_prompts_take_only_their_unscored_head_from_the_prefix_cache() {
+    let mut s = Scheduler::new(config(32, 4, 64));
+    let p = prompt(1, 16);
+    cached_tokens_of(&mut s, 0, p.clone());
+    let scored = |s: &mut Scheduler, id: RequestId, from: usize| {
+        let mut seq = s.new_sequence(id, p.clone(), 1);
+        seq.prompt_logits_from = Some(from);
+        s.add_request(seq);
+        let out = s.schedule();
+        let q = &out.seqs[0];
+        let got = (q.start_pos, q.tokens.len(), q.logits);
+        s.update_from_output(&out, &fake_sample(&out));
+        run(s, 10);
+        got
+    };
+    // Logits from position 9 on: two 4-token blocks (8 tokens) may come from the cache,
+    // position 8 is computed without logits, 9..15 with.
+    assert_eq!(scored(&mut s, 1, 9), (8, 8, SeqLogits::Tail(7)));
+    // From position 8: still 8 cached, every computed position has logits.
+    assert_eq!(scored(&mut s, 2, 8), (8, 8, SeqLogits::Tail(8)));
+    // The whole prompt scored: nothing from the cache.
+    assert_eq!(scored(&mut s, 3, 0), (0, 16, SeqLogits::Tail(16)));
 }

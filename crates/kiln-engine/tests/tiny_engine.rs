@@ -106,3 +106,49 @@ fn dropping_a_stream_cancels_it_and_the_engine_goes_on() {
         "a stopped engine refuses requests"
     );
 }
+
+/// Prompt log-probabilities of `tokens` from index `from`, and the prompt tokens the prefix
+/// cache served.
+fn score(engine: &EngineHandle, tokens: Vec<u32>, from: usize) -> (Vec<(u32, f32)>, usize) {
+    let mut r = EngineRequest::greedy(tokens, 0);
+    r.prompt_logprobs = Some(0);
+    r.prompt_logprobs_from = from;
+    let mut stream = engine.submit(r).unwrap();
+    let mut lps = None;
+    loop {
+        match stream.blocking_recv() {
+            Some(EngineEvent::PromptLogprobs(l)) => {
+                lps = Some(l.iter().map(|t| (t.token, t.logprob)).collect())
+            }
+            Some(EngineEvent::Finished { usage, .. }) => {
+                return (lps.expect("no prompt logprobs"), usage.cached_tokens)
+            }
+            Some(EngineEvent::Error(e)) => panic!("engine error: {e}"),
+            Some(EngineEvent::Token { .. }) => panic!("max_tokens 0 generated a token"),
+            None => panic!("stream ended without Finished"),
+        }
+    }
+}
+
+#[test]
+fn continuations_scored_after_a_shared_context_reuse_it_and_score_as_in_full() {
+    let (_dir, engine) = tiny_engine(EngineConfig::default());
+    let context: Vec<u32> = (0..40u32).map(|j| 1 + (j * 13) % 250).collect();
+    for (i, cont) in [vec![5u32, 6, 7], vec![9, 10, 11, 12], vec![200]]
+        .into_iter()
+        .enumerate()
+    {
+        let tokens: Vec<u32> = context.iter().chain(&cont).copied().collect();
+        let (full, full_cached) = score(&engine, tokens.clone(), 0);
+        assert_eq!(
+            full_cached, 0,
+            "scoring every token takes nothing from the cache"
+        );
+        assert_eq!(full.len(), tokens.len() - 1);
+        let (tail, cached) = score(&engine, tokens, context.len());
+        // The full scoring above cached the context's first two 16-token blocks.
+        assert_eq!(cached, 32, "continuation {i}");
+        assert_eq!(tail, full[context.len() - 1..], "continuation {i}");
+    }
+    engine.shutdown_and_join();
+}

@@ -285,7 +285,7 @@ impl Llama {
             match s.logits {
                 SeqLogits::None => {}
                 SeqLogits::Last => rows.push(offset + len - 1),
-                SeqLogits::All => rows.extend(offset..offset + len),
+                SeqLogits::Tail(n) => rows.extend(offset + len - (n as u32).min(len)..offset + len),
             }
             offset += len;
         }

@@ -16,8 +16,9 @@ pub enum SeqLogits {
     None,
     /// The last new position's (the next token is sampled from it).
     Last,
-    /// Every new position's (scoring prompt tokens).
-    All,
+    /// The last `n` new positions' (scoring prompt tokens: every position from the first
+    /// scored one; `n` = the chunk's length for a chunk wholly inside the scored part).
+    Tail(usize),
 }
 
 /// One sequence's part of a paged forward pass: `len` new tokens at positions
@@ -36,7 +37,7 @@ impl PagedSeq {
         match self.logits {
             SeqLogits::None => 0,
             SeqLogits::Last => 1,
-            SeqLogits::All => self.len,
+            SeqLogits::Tail(n) => n.min(self.len),
         }
     }
 }

@@ -44,6 +44,7 @@ enum Command {
     Data(cmd::data::Args),
     Train(cmd::train::Args),
     Finetune(cmd::finetune::Args),
+    Eval(cmd::eval::Args),
     Serve(cmd::serve::Args),
 }
 
@@ -70,6 +71,7 @@ fn main() -> ExitCode {
         Command::Data(a) => cmd::data::run(a),
         Command::Train(a) => cmd::train::run(a),
         Command::Finetune(a) => cmd::finetune::run(a),
+        Command::Eval(a) => cmd::eval::run(a),
         Command::Serve(a) => cmd::serve::run(a),
     };
     match result {

@@ -105,6 +105,7 @@ fn plan(req: &ChatCompletionRequest, entry: &ModelEntry) -> Result<ChatPlan, Api
             stop_at_eos: !req.ignore_eos.unwrap_or(false),
             logprobs: logprobs.then_some(top.unwrap_or(0)),
             prompt_logprobs: None,
+            prompt_logprobs_from: 0,
         })
         .collect();
     Ok(ChatPlan {

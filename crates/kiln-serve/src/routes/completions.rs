@@ -128,6 +128,7 @@ fn plan(req: &CompletionRequest, entry: &ModelEntry) -> Result<CompletionPlan, A
                 stop_at_eos: !req.ignore_eos.unwrap_or(false),
                 logprobs: top,
                 prompt_logprobs: if echo { top } else { None },
+                prompt_logprobs_from: 0,
             });
         }
     }

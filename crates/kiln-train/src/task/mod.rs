@@ -10,7 +10,7 @@ mod scorer;
 
 pub use evaluate::{evaluate_task, paired_bootstrap, wilson_interval, ItemResult, TaskEval};
 pub use items::{read_task_items, TaskItem};
-pub use pairs::{build_prefs, PrefPair, PrefsOptions, PrefsReport};
+pub use pairs::{build_prefs, cap_repeated_pairs, PrefPair, PrefsOptions, PrefsReport};
 pub use scorer::{
     check_answers, normalize_answer, ContainsAnswer, ExactAnswer, FinalNumber, RegexScorer, Scorer,
 };

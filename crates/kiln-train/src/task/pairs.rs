@@ -37,6 +37,30 @@ pub struct PrefsReport {
     pub tied: usize,
     /// Mean score over every sample: how good the sampling model already is.
     pub mean_sample_score: f64,
+    /// Pairs dropped by [`cap_repeated_pairs`].
+    pub capped: usize,
+}
+
+/// Keeps at most `max` pairs with the same chosen and rejected texts (trimmed), in order.
+///
+/// On short-answer tasks the pairs repeat: "programming" over "language" dozens of times.
+/// DPO on such a set learns a blanket preference of one answer over another (a shift of the
+/// class prior) rather than when each is right; capping each (chosen, rejected) combination
+/// keeps the pairs about the inputs.
+pub fn cap_repeated_pairs(pairs: Vec<PrefPair>, max: usize) -> (Vec<PrefPair>, usize) {
+    let mut seen: std::collections::HashMap<(String, String), usize> = Default::default();
+    let before = pairs.len();
+    let kept: Vec<PrefPair> = pairs
+        .into_iter()
+        .filter(|p| {
+            let key = (p.chosen.trim().to_string(), p.rejected.trim().to_string());
+            let n = seen.entry(key).or_default();
+            *n += 1;
+            *n <= max
+        })
+        .collect();
+    let dropped = before - kept.len();
+    (kept, dropped)
 }
 
 pub fn build_prefs(
@@ -104,4 +128,36 @@ pub fn build_prefs(
     report.pairs = pairs.len();
     report.mean_sample_score = score_sum / scored.max(1) as f64;
     Ok((pairs, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(chosen: &str, rejected: &str, line: usize) -> PrefPair {
+        PrefPair {
+            prompt: serde_json::Value::String(format!("p{line}")),
+            chosen: chosen.into(),
+            rejected: rejected.into(),
+            chosen_score: 1.0,
+            rejected_score: 0.0,
+            line,
+        }
+    }
+
+    #[test]
+    fn cap_keeps_the_first_pairs_of_each_combination() {
+        let pairs = vec![
+            pair("programming", "language", 1),
+            pair("language", "programming", 2),
+            pair(" programming", "language\n", 3),
+            pair("programming", "language", 4),
+            pair("hardware", "language", 5),
+        ];
+        let (kept, dropped) = cap_repeated_pairs(pairs, 2);
+        let lines: Vec<usize> = kept.iter().map(|p| p.line).collect();
+        // The reversed combination is a different one; whitespace does not make a new one.
+        assert_eq!(lines, vec![1, 2, 3, 5]);
+        assert_eq!(dropped, 1);
+    }
 }

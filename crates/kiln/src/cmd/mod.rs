@@ -3,6 +3,7 @@ pub mod bench_serve;
 pub mod chat;
 pub mod data;
 pub mod demo;
+pub mod eval;
 pub mod finetune;
 pub mod generate;
 pub mod info;

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
 use indicatif::{ProgressBar, ProgressStyle};
-use kiln_train::task::{build_prefs, check_answers, read_task_items, PrefsOptions};
+use kiln_train::task::{
+    build_prefs, cap_repeated_pairs, check_answers, read_task_items, PrefsOptions,
+};
 
 use crate::cmd::scorer::ScorerArgs;
 use crate::common::{print_json, ModelArgs, SamplingArgs};
@@ -39,6 +41,10 @@ pub struct PrefsArgs {
     /// Longest completion, in tokens.
     #[arg(long, default_value_t = 64)]
     pub max_tokens: usize,
+    /// Keep at most N pairs with the same chosen and rejected texts (for short answers,
+    /// where one combination can dominate the set and DPO would learn it as a prior).
+    #[arg(long, value_name = "N")]
+    pub max_same_pair: Option<usize>,
     /// Output JSONL file.
     #[arg(long, short = 'o')]
     pub out: PathBuf,
@@ -73,7 +79,13 @@ pub fn run(a: PrefsArgs) -> Result<()> {
         bar.set_position(i as u64)
     });
     bar.finish_and_clear();
-    let (pairs, report) = built?;
+    let (mut pairs, mut report) = built?;
+    if let Some(max) = a.max_same_pair {
+        let (kept, dropped) = cap_repeated_pairs(pairs, max);
+        pairs = kept;
+        report.capped = dropped;
+        report.pairs = pairs.len();
+    }
     let tmp = a.out.with_extension("jsonl.partial");
     let mut f = std::io::BufWriter::new(
         std::fs::File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?,
@@ -91,11 +103,12 @@ pub fn run(a: PrefsArgs) -> Result<()> {
         return print_json(&report);
     }
     println!(
-        "{} pairs from {} prompts ({} with all samples scoring the same); mean sample score \
-         {:.3}; wrote {}",
+        "{} pairs from {} prompts ({} with all samples scoring the same, {} over \
+         --max-same-pair); mean sample score {:.3}; wrote {}",
         report.pairs,
         report.prompts,
         report.tied,
+        report.capped,
         report.mean_sample_score,
         a.out.display()
     );

@@ -1,0 +1,37 @@
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("unknown task '{name}'; available: {available}")]
+    UnknownTask { name: String, available: String },
+    #[error("{0}")]
+    Task(String),
+    #[error("model: {0}")]
+    Model(#[from] kiln_model::ModelError),
+    #[error("engine: {0}")]
+    Engine(#[from] kiln_engine::EngineError),
+    #[error("endpoint {url}: {message}")]
+    Endpoint { url: String, message: String },
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+pub type Result<T> = std::result::Result<T, EvalError>;
+
+pub(crate) fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> EvalError + '_ {
+    move |source| EvalError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}

