@@ -8,10 +8,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::{io_err, EvalError, Result};
-use crate::metrics::{paired_difference, ItemResult};
-use crate::results::{samples_path, RESULTS_FILE};
-
-pub const METRICS: [&str; 2] = ["acc", "acc_norm"];
+use crate::metrics::paired_difference;
+use crate::results::{samples_path, METRIC_NAMES, RESULTS_FILE};
 
 /// A run directory, or its results.json.
 pub struct Run {
@@ -57,13 +55,13 @@ impl Run {
             .unwrap_or_default()
     }
 
-    fn samples(&self, task: &str) -> Option<BTreeMap<usize, ItemResult>> {
+    /// Each question's line of the per-sample file, by document id.
+    fn samples(&self, task: &str) -> Option<BTreeMap<usize, serde_json::Value>> {
         let text = std::fs::read_to_string(samples_path(&self.dir, task)).ok()?;
         text.lines()
             .map(|l| {
-                serde_json::from_str::<ItemResult>(l)
-                    .ok()
-                    .map(|r| (r.doc_id, r))
+                let v: serde_json::Value = serde_json::from_str(l).ok()?;
+                Some((v["doc_id"].as_u64()? as usize, v))
             })
             .collect()
     }
@@ -90,7 +88,7 @@ pub fn compare_runs(a: &Run, b: &Run) -> Vec<Comparison> {
     let mut out = vec![];
     for task in a.tasks() {
         let (sa, sb) = (a.samples(&task), b.samples(&task));
-        for metric in METRICS {
+        for metric in METRIC_NAMES {
             let (Some(va), Some(vb)) = (a.metric(&task, metric), b.metric(&task, metric)) else {
                 continue;
             };
@@ -98,10 +96,7 @@ pub fn compare_runs(a: &Run, b: &Run) -> Vec<Comparison> {
                 (Some(sa), Some(sb)) => sa
                     .iter()
                     .filter_map(|(id, x)| {
-                        let y = sb.get(id)?;
-                        let pick =
-                            |r: &ItemResult| if metric == "acc" { r.acc } else { r.acc_norm };
-                        Some((pick(x), pick(y)))
+                        Some((x[metric].as_f64()?, sb.get(id)?[metric].as_f64()?))
                     })
                     .collect(),
                 _ => vec![],

@@ -3,10 +3,12 @@
 //! endpoint; accuracy and length-normalised accuracy with standard errors and bootstrap
 //! intervals; a run directory with results, per-sample lines and a report.
 
+pub mod answer;
 pub mod backend;
 pub mod compare;
 pub mod error;
 pub mod fingerprint;
+pub mod gen_item;
 pub mod item;
 pub mod jsonl_task;
 pub mod metrics;
@@ -15,10 +17,13 @@ pub mod results;
 pub mod runner;
 pub mod task;
 
-pub use backend::{ChoiceScore, EndpointBackend, EndpointOptions, LocalBackend, LoglikBackend};
+pub use backend::{
+    Backend, ChoiceScore, EndpointBackend, EndpointOptions, GenBackend, LocalBackend, LoglikBackend,
+};
 pub use error::{EvalError, Result};
+pub use gen_item::GenItem;
 pub use item::{LoglikRequest, McItem};
-pub use metrics::{paired_difference, summarize, ItemResult, Summary};
+pub use metrics::{paired_difference, summarize, GenResult, ItemResult, Summary};
 pub use results::{results_json, samples_path, write_results, RESULTS_FILE};
-pub use runner::{run_task, RunOptions, TaskResult};
-pub use task::{available_tasks, load_task, Task};
+pub use runner::{run_gen_task, run_task, RunOptions, Sample, TaskResult, TaskRun};
+pub use task::{available_tasks, load_task, Task, TaskItems};

@@ -6,7 +6,9 @@
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use crate::answer::{last_number, same_number};
 use crate::backend::ChoiceScore;
+use crate::gen_item::GenItem;
 use crate::item::McItem;
 
 /// One question's outcome (a line of the per-sample output).
@@ -61,6 +63,34 @@ pub fn score_item(item: &McItem, scores: &[ChoiceScore]) -> ItemResult {
         pred_norm,
         acc: f64::from(u8::from(pred == item.gold)),
         acc_norm: f64::from(u8::from(pred_norm == item.gold)),
+    }
+}
+
+/// One generated answer's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenResult {
+    pub doc_id: usize,
+    pub native_id: serde_json::Value,
+    pub answer: String,
+    pub completion: String,
+    /// The answer extracted from the completion (its last number).
+    pub extracted: Option<String>,
+    pub exact_match: f64,
+}
+
+/// Scores a completion of a number-answer task (GSM8K): its last number against the gold.
+pub fn score_generation(item: &GenItem, completion: &str) -> GenResult {
+    let extracted = last_number(completion);
+    let exact = extracted
+        .as_deref()
+        .is_some_and(|x| same_number(x, &item.answer));
+    GenResult {
+        doc_id: item.doc_id,
+        native_id: item.native_id.clone(),
+        answer: item.answer.clone(),
+        completion: completion.to_string(),
+        extracted,
+        exact_match: f64::from(u8::from(exact)),
     }
 }
 

@@ -117,3 +117,92 @@ pub fn read_requests(path: &Path) -> Result<Vec<McItem>> {
         })
         .collect()
 }
+
+#[derive(Deserialize)]
+struct GenLine {
+    request_type: String,
+    doc_id: usize,
+    #[serde(default)]
+    native_id: serde_json::Value,
+    doc: serde_json::Value,
+    request: GenRequest,
+}
+
+#[derive(Deserialize)]
+struct GenRequest {
+    context: String,
+    #[serde(default)]
+    continuation: Option<String>,
+    #[serde(default)]
+    stop_sequences: Vec<String>,
+    #[serde(default)]
+    generation_kwargs: serde_json::Value,
+}
+
+/// Keeps the first `k` of the solved examples before the question in a few-shot prompt
+/// whose examples and question are separated by blank lines (OLMES's GSM8K prompt has 8).
+pub fn trim_fewshot(context: &str, k: usize) -> Option<String> {
+    let blocks: Vec<&str> = context.split("\n\n").collect();
+    let (question, examples) = blocks.split_last()?;
+    if k > examples.len() {
+        return None;
+    }
+    let mut kept: Vec<&str> = examples[..k].to_vec();
+    kept.push(question);
+    Some(kept.join("\n\n"))
+}
+
+/// Reads OLMES generation requests (`generate_until...`): the prompt with `num_fewshot` of
+/// its solved examples, the stop sequences, the gold short answer (`doc.short_answer`, or
+/// the last number of `doc.answer`) and the gold solution as a known-correct response.
+pub fn read_gen_requests(path: &Path, num_fewshot: usize) -> Result<Vec<crate::gen_item::GenItem>> {
+    let parse = |line: usize, message: String| EvalError::Parse {
+        path: path.to_path_buf(),
+        line,
+        message,
+    };
+    let mut out = vec![];
+    for (i, line) in open_text(path)?.lines().enumerate() {
+        let line = line.map_err(io_err(path))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let r: GenLine =
+            serde_json::from_str(&line).map_err(|e| parse(i + 1, format!("not a request: {e}")))?;
+        if !r.request_type.starts_with("generate_until") {
+            return Err(parse(
+                i + 1,
+                format!("request_type '{}' is not a generation", r.request_type),
+            ));
+        }
+        let prompt = trim_fewshot(&r.request.context, num_fewshot).ok_or_else(|| {
+            parse(
+                i + 1,
+                format!("the prompt has fewer than {num_fewshot} solved examples"),
+            )
+        })?;
+        let answer = match r.doc["short_answer"].as_str() {
+            Some(a) => a.to_string(),
+            None => r.doc["answer"]
+                .as_str()
+                .and_then(crate::answer::last_number)
+                .ok_or_else(|| parse(i + 1, "no short_answer or answer in the document".into()))?,
+        };
+        let max_tokens = r.request.generation_kwargs["max_gen_toks"]
+            .as_u64()
+            .unwrap_or(256) as usize;
+        out.push(crate::gen_item::GenItem {
+            doc_id: r.doc_id,
+            native_id: r.native_id,
+            prompt,
+            answer,
+            reference: r.request.continuation,
+            stop: r.request.stop_sequences,
+            max_tokens,
+        });
+    }
+    if out.is_empty() {
+        return Err(parse(0, "no requests".into()));
+    }
+    Ok(out)
+}

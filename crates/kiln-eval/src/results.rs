@@ -27,9 +27,10 @@ pub fn results_json(results: &[TaskResult], model: Value, config: Value) -> Valu
     let mut tasks = Map::new();
     for r in results {
         let mut m = Map::new();
-        metric(&mut m, "acc", &r.acc);
-        metric(&mut m, "acc_norm", &r.acc_norm);
-        m.insert("n".into(), json!(r.items.len()));
+        for (name, summary) in &r.metrics {
+            metric(&mut m, name, summary);
+        }
+        m.insert("n".into(), json!(r.n));
         m.insert("num_fewshot".into(), json!(r.num_fewshot));
         m.insert("source".into(), json!(r.source));
         m.insert("seconds".into(), json!(r.seconds));
@@ -44,20 +45,22 @@ pub fn results_json(results: &[TaskResult], model: Value, config: Value) -> Valu
     })
 }
 
-/// A markdown table of the run.
+/// The metrics a task's entry in results.json reports (the rest are their stderr, CI and
+/// the run's bookkeeping).
+pub const METRIC_NAMES: [&str; 3] = ["acc", "acc_norm", "exact_match"];
+
+/// A markdown table of the run: one row per task and metric.
 pub fn report_markdown(results: &Value) -> String {
     let mut s = String::from("# kiln eval\n\n");
     s.push_str(&format!("Model: `{}`\n\n", results["model"]));
-    s.push_str("| task | n | shots | acc | 95% CI | acc_norm | 95% CI |\n");
-    s.push_str("|---|---:|---:|---:|---|---:|---|\n");
+    s.push_str("| task | n | shots | metric | value | 95% CI |\n");
+    s.push_str("|---|---:|---:|---|---:|---|\n");
     if let Some(tasks) = results["tasks"].as_object() {
         for (name, t) in tasks {
-            let pct = |k: &str| {
-                t[k].as_f64()
-                    .map_or("-".into(), |x| format!("{:.1}", 100.0 * x))
-            };
-            let ci = |k: &str| {
-                t[k].as_array()
+            for m in METRIC_NAMES {
+                let Some(v) = t[m].as_f64() else { continue };
+                let ci = t[format!("{m}_ci")]
+                    .as_array()
                     .and_then(|a| {
                         Some(format!(
                             "{:.1}–{:.1}",
@@ -65,22 +68,17 @@ pub fn report_markdown(results: &Value) -> String {
                             100.0 * a.get(1)?.as_f64()?
                         ))
                     })
-                    .unwrap_or_else(|| "-".into())
-            };
-            s.push_str(&format!(
-                "| {name} | {} | {} | {} | {} | {} | {} |\n",
-                t["n"],
-                t["num_fewshot"],
-                pct("acc"),
-                ci("acc_ci"),
-                pct("acc_norm"),
-                ci("acc_norm_ci")
-            ));
+                    .unwrap_or_else(|| "-".into());
+                s.push_str(&format!(
+                    "| {name} | {} | {} | {m} | {:.1} | {ci} |\n",
+                    t["n"],
+                    t["num_fewshot"],
+                    100.0 * v
+                ));
+            }
         }
     }
-    s.push_str(
-        "\nAccuracies in percent; intervals are 95% percentile bootstraps over questions.\n",
-    );
+    s.push_str("\nIn percent; intervals are 95% percentile bootstraps over questions.\n");
     s
 }
 

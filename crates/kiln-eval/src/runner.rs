@@ -10,9 +10,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::backend::LoglikBackend;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::backend::{GenBackend, LoglikBackend};
 use crate::error::{io_err, EvalError, Result};
-use crate::metrics::{score_item, summarize, ItemResult, Summary};
+use crate::gen_item::GenItem;
+use crate::item::McItem;
+use crate::metrics::{score_generation, score_item, summarize, GenResult, ItemResult, Summary};
 use crate::task::Task;
 
 #[derive(Debug, Clone)]
@@ -25,14 +30,39 @@ pub struct RunOptions {
     pub resume: bool,
 }
 
+/// One question's outcome, as a line of the per-sample file.
+pub trait Sample: Serialize + DeserializeOwned + Clone + Send {
+    fn doc_id(&self) -> usize;
+    /// This question's value of each of the task's metrics.
+    fn metrics(&self) -> Vec<(&'static str, f64)>;
+}
+
+impl Sample for ItemResult {
+    fn doc_id(&self) -> usize {
+        self.doc_id
+    }
+    fn metrics(&self) -> Vec<(&'static str, f64)> {
+        vec![("acc", self.acc), ("acc_norm", self.acc_norm)]
+    }
+}
+
+impl Sample for GenResult {
+    fn doc_id(&self) -> usize {
+        self.doc_id
+    }
+    fn metrics(&self) -> Vec<(&'static str, f64)> {
+        vec![("exact_match", self.exact_match)]
+    }
+}
+
+/// A task's aggregate figures.
 #[derive(Debug, Clone)]
 pub struct TaskResult {
     pub name: String,
     pub num_fewshot: usize,
     pub source: String,
-    pub items: Vec<ItemResult>,
-    pub acc: Summary,
-    pub acc_norm: Summary,
+    pub n: usize,
+    pub metrics: Vec<(String, Summary)>,
     /// Wall time of the questions scored in this run, and how many those were.
     pub seconds: f64,
     pub scored_now: usize,
@@ -42,6 +72,17 @@ impl TaskResult {
     pub fn items_per_second(&self) -> f64 {
         self.scored_now as f64 / self.seconds.max(1e-9)
     }
+
+    pub fn metric(&self, name: &str) -> Option<&Summary> {
+        self.metrics.iter().find(|(m, _)| m == name).map(|(_, s)| s)
+    }
+}
+
+/// A task's figures and its questions' outcomes.
+#[derive(Debug, Clone)]
+pub struct TaskRun<S> {
+    pub summary: TaskResult,
+    pub samples: Vec<S>,
 }
 
 /// Seed of the bootstrap intervals (fixed, so a report reproduces).
@@ -49,7 +90,7 @@ const BOOTSTRAP_SEED: u64 = 20240816;
 
 /// Per-sample lines already written, by document id. A torn last line (a killed run) is
 /// dropped; other unreadable lines are an error.
-fn read_done(path: &Path) -> Result<BTreeMap<usize, ItemResult>> {
+fn read_done<S: Sample>(path: &Path) -> Result<BTreeMap<usize, S>> {
     let mut done = BTreeMap::new();
     if !path.exists() {
         return Ok(done);
@@ -61,9 +102,9 @@ fn read_done(path: &Path) -> Result<BTreeMap<usize, ItemResult>> {
             .map_err(io_err(path))?;
     let last = lines.len();
     for (i, line) in lines.iter().enumerate() {
-        match serde_json::from_str::<ItemResult>(line) {
+        match serde_json::from_str::<S>(line) {
             Ok(r) => {
-                done.insert(r.doc_id, r);
+                done.insert(r.doc_id(), r);
             }
             Err(_) if i + 1 == last => {}
             Err(e) => {
@@ -78,27 +119,81 @@ fn read_done(path: &Path) -> Result<BTreeMap<usize, ItemResult>> {
     Ok(done)
 }
 
-/// Scores `task` and writes its per-sample JSONL at `samples` (sorted by document once
-/// complete).
+/// Scores a multiple-choice task and writes its per-sample JSONL at `samples`.
 pub fn run_task(
     backend: &dyn LoglikBackend,
     task: &Task,
     samples: &Path,
     opts: &RunOptions,
     progress: &(dyn Fn(usize, usize) + Sync),
-) -> Result<TaskResult> {
-    let n = opts
-        .limit
-        .map_or(task.items.len(), |l| l.min(task.items.len()));
-    let items = &task.items[..n];
-    let mut done = if opts.resume {
+) -> Result<TaskRun<ItemResult>> {
+    let items = task.mc_items();
+    run_samples(
+        task,
+        items,
+        |i: &McItem| i.doc_id,
+        samples,
+        opts,
+        progress,
+        |item| {
+            let scores = backend.score(item)?;
+            if scores.len() != item.choices.len() {
+                return Err(EvalError::Task(format!(
+                    "backend scored {} of {} choices",
+                    scores.len(),
+                    item.choices.len()
+                )));
+            }
+            Ok(score_item(item, &scores))
+        },
+    )
+}
+
+/// Generates a generation task's answers greedily and scores them.
+pub fn run_gen_task(
+    backend: &dyn GenBackend,
+    task: &Task,
+    samples: &Path,
+    opts: &RunOptions,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<TaskRun<GenResult>> {
+    let items = task.gen_items();
+    run_samples(
+        task,
+        items,
+        |i: &GenItem| i.doc_id,
+        samples,
+        opts,
+        progress,
+        |item| {
+            let completion = backend.generate(&item.prompt, &item.stop, item.max_tokens)?;
+            Ok(score_generation(item, &completion))
+        },
+    )
+}
+
+/// The shared loop: `score` on `opts.concurrency` threads, each outcome appended to the
+/// per-sample file as it finishes (sorted by document once complete).
+fn run_samples<T: Sync, S: Sample>(
+    task: &Task,
+    items: &[T],
+    id: impl Fn(&T) -> usize + Sync,
+    samples: &Path,
+    opts: &RunOptions,
+    progress: &(dyn Fn(usize, usize) + Sync),
+    score: impl Fn(&T) -> Result<S> + Sync,
+) -> Result<TaskRun<S>> {
+    let n = opts.limit.map_or(items.len(), |l| l.min(items.len()));
+    let items = &items[..n];
+    let ids: std::collections::BTreeSet<usize> = items.iter().map(&id).collect();
+    let mut done: BTreeMap<usize, S> = if opts.resume {
         read_done(samples)?
     } else {
         BTreeMap::new()
     };
-    done.retain(|id, _| *id < n);
+    done.retain(|d, _| ids.contains(d));
     let todo: Vec<usize> = (0..n)
-        .filter(|i| !done.contains_key(&items[*i].doc_id))
+        .filter(|i| !done.contains_key(&id(&items[*i])))
         .collect();
     // The file holds exactly `done`; new lines are appended as questions finish.
     let file = std::fs::File::create(samples).map_err(io_err(samples))?;
@@ -127,16 +222,7 @@ pub fn run_task(
                 }
                 let k = next.fetch_add(1, Ordering::SeqCst);
                 let Some(&i) = todo.get(k) else { return };
-                let item = &items[i];
-                let outcome = backend.score(item).and_then(|scores| {
-                    if scores.len() != item.choices.len() {
-                        return Err(EvalError::Task(format!(
-                            "backend scored {} of {} choices",
-                            scores.len(),
-                            item.choices.len()
-                        )));
-                    }
-                    let r = score_item(item, &scores);
+                let outcome = score(&items[i]).and_then(|r| {
                     let mut w = writer
                         .lock()
                         .map_err(|_| EvalError::Task("writer poisoned".into()))?;
@@ -149,7 +235,7 @@ pub fn run_task(
                 match outcome {
                     Ok(r) => {
                         if let Ok(mut m) = results.lock() {
-                            m.insert(r.doc_id, r);
+                            m.insert(r.doc_id(), r);
                         }
                         progress(finished.fetch_add(1, Ordering::SeqCst) + 1, n);
                     }
@@ -174,28 +260,40 @@ pub fn run_task(
             samples.display()
         )));
     }
-    let items: Vec<ItemResult> = results
+    let samples_out: Vec<S> = results
         .into_inner()
         .map_err(|_| EvalError::Task("results poisoned".into()))?
         .into_values()
         .collect();
-    write_sorted(samples, &items)?;
-    let acc: Vec<f64> = items.iter().map(|r| r.acc).collect();
-    let acc_norm: Vec<f64> = items.iter().map(|r| r.acc_norm).collect();
-    Ok(TaskResult {
-        name: task.name.clone(),
-        num_fewshot: task.num_fewshot,
-        source: task.source.display().to_string(),
-        acc: summarize(&acc, BOOTSTRAP_SEED),
-        acc_norm: summarize(&acc_norm, BOOTSTRAP_SEED),
-        items,
-        seconds,
-        scored_now: todo.len(),
+    write_sorted(samples, &samples_out)?;
+    let names: Vec<&'static str> = samples_out
+        .first()
+        .map(|s| s.metrics().into_iter().map(|(m, _)| m).collect())
+        .unwrap_or_default();
+    let metrics = names
+        .iter()
+        .enumerate()
+        .map(|(k, m)| {
+            let xs: Vec<f64> = samples_out.iter().map(|s| s.metrics()[k].1).collect();
+            (m.to_string(), summarize(&xs, BOOTSTRAP_SEED))
+        })
+        .collect();
+    Ok(TaskRun {
+        summary: TaskResult {
+            name: task.name.clone(),
+            num_fewshot: task.num_fewshot,
+            source: task.source.display().to_string(),
+            n: samples_out.len(),
+            metrics,
+            seconds,
+            scored_now: todo.len(),
+        },
+        samples: samples_out,
     })
 }
 
 /// Rewrites the per-sample file in document order (temp file, then rename).
-fn write_sorted(path: &Path, items: &[ItemResult]) -> Result<()> {
+fn write_sorted<S: Sample>(path: &Path, items: &[S]) -> Result<()> {
     let tmp = path.with_extension("jsonl.tmp");
     let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io_err(&tmp))?);
     for r in items {

@@ -5,9 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{EvalError, Result};
+use crate::gen_item::GenItem;
 use crate::item::McItem;
 use crate::jsonl_task::{mc_items, read_mc_lines};
-use crate::olmes::read_requests;
+use crate::olmes::{read_gen_requests, read_requests};
 
 #[derive(Debug, Clone)]
 pub struct Task {
@@ -15,8 +16,37 @@ pub struct Task {
     /// The file the questions came from.
     pub source: PathBuf,
     pub num_fewshot: usize,
-    pub items: Vec<McItem>,
+    pub items: TaskItems,
 }
+
+/// A task's questions: multiple choice by log-likelihood, or answered by generation.
+#[derive(Debug, Clone)]
+pub enum TaskItems {
+    Mc(Vec<McItem>),
+    Gen(Vec<GenItem>),
+}
+
+impl Task {
+    /// The multiple-choice questions (none for a generation task).
+    pub fn mc_items(&self) -> &[McItem] {
+        match &self.items {
+            TaskItems::Mc(v) => v,
+            TaskItems::Gen(_) => &[],
+        }
+    }
+
+    /// The generation questions (none for a multiple-choice task).
+    pub fn gen_items(&self) -> &[GenItem] {
+        match &self.items {
+            TaskItems::Gen(v) => v,
+            TaskItems::Mc(_) => &[],
+        }
+    }
+}
+
+/// OLMES generation tasks and the variant that holds their requests (with its full
+/// few-shot prompt, trimmed to `--num-fewshot`).
+const GEN_TASKS: [(&str, &str); 1] = [("gsm8k", "gold_bpb_5shot")];
 
 /// Seed of the few-shot draw of JSONL tasks (fixed, so runs compare).
 const FEWSHOT_SEED: u64 = 1234;
@@ -27,7 +57,12 @@ pub fn available_tasks(tasks_dir: &Path) -> Vec<String> {
         .into_iter()
         .flatten()
         .flatten()
-        .filter(|e| e.path().join("rc_0shot/requests.jsonl.gz").is_file())
+        .filter(|e| {
+            e.path().join("rc_0shot/requests.jsonl.gz").is_file()
+                || GEN_TASKS.iter().any(|(n, v)| {
+                    e.file_name() == *n && e.path().join(v).join("requests.jsonl.gz").is_file()
+                })
+        })
         .filter_map(|e| e.file_name().into_string().ok())
         .collect();
     names.sort();
@@ -38,8 +73,24 @@ fn is_file_task(name: &str) -> bool {
     name.ends_with(".jsonl") || name.ends_with(".jsonl.gz") || name.contains('/')
 }
 
-/// Loads a task by name or path.
+/// Loads a task by name or path; `NAME:K` overrides `num_fewshot` for that task.
 pub fn load_task(name: &str, tasks_dir: &Path, num_fewshot: usize) -> Result<Task> {
+    if let Some((base, k)) = name.rsplit_once(':') {
+        if let Ok(k) = k.parse::<usize>() {
+            return load_task(base, tasks_dir, k);
+        }
+    }
+    if let Some((_, variant)) = GEN_TASKS.iter().find(|(n, _)| *n == name) {
+        let source = tasks_dir.join(name).join(variant).join("requests.jsonl.gz");
+        if source.is_file() {
+            return Ok(Task {
+                name: name.into(),
+                items: TaskItems::Gen(read_gen_requests(&source, num_fewshot)?),
+                source,
+                num_fewshot,
+            });
+        }
+    }
     if is_file_task(name) {
         return load_file_task(Path::new(name), num_fewshot);
     }
@@ -86,7 +137,7 @@ pub fn load_task(name: &str, tasks_dir: &Path, num_fewshot: usize) -> Result<Tas
     }
     Ok(Task {
         name: name.into(),
-        items: read_requests(&source)?,
+        items: TaskItems::Mc(read_requests(&source)?),
         source,
         num_fewshot,
     })
@@ -123,6 +174,6 @@ fn load_file_task(path: &Path, num_fewshot: usize) -> Result<Task> {
         name: stem,
         source: path.to_path_buf(),
         num_fewshot,
-        items: mc_items(&lines, &dev, num_fewshot, FEWSHOT_SEED),
+        items: TaskItems::Mc(mc_items(&lines, &dev, num_fewshot, FEWSHOT_SEED)),
     })
 }

@@ -131,9 +131,9 @@ fn a_task_run_writes_samples_and_resumes() {
         resume: false,
     };
     let r = run_task(&backend, &task, &samples, &opts, &|_, _| {}).unwrap();
-    assert_eq!(r.items.len(), 8);
+    assert_eq!(r.samples.len(), 8);
     // acc is the argmax of the reference scores.
-    for (res, it) in r.items.iter().zip(&task.items) {
+    for (res, it) in r.samples.iter().zip(task.mc_items()) {
         let want: Vec<f64> = it.choices.iter().map(|c| reference(&model, c)).collect();
         let best = (0..want.len()).fold(0, |b, i| if want[i] > want[b] { i } else { b });
         assert_eq!(res.pred, best, "doc {}", res.doc_id);
@@ -148,6 +148,6 @@ fn a_task_run_writes_samples_and_resumes() {
         resume: true,
     };
     let r2 = run_task(&backend, &task, &samples, &opts, &|_, _| {}).unwrap();
-    assert_eq!((r2.items.len(), r2.scored_now), (12, 4));
-    assert_eq!(r2.items[..8], r.items[..]);
+    assert_eq!((r2.samples.len(), r2.summary.scored_now), (12, 4));
+    assert_eq!(r2.samples[..8], r.samples[..]);
 }

@@ -58,15 +58,15 @@ fn olmes_dir() -> tempfile::TempDir {
 fn olmes_requests_become_questions_without_the_unconditional_ones() {
     let dir = olmes_dir();
     let t = load_task("toy", dir.path(), 0).unwrap();
-    assert_eq!(t.items.len(), 2);
-    let q0 = &t.items[0];
+    assert_eq!(t.mc_items().len(), 2);
+    let q0 = &t.mc_items()[0];
     assert_eq!(q0.gold, 1);
     assert_eq!(q0.native_id, "n0");
     let conts: Vec<&str> = q0.choices.iter().map(|c| c.continuation.as_str()).collect();
     assert_eq!(conts, vec![" a", " b"], "choices in idx order");
     assert_eq!(q0.shared_context(), Some("Q0 Answer:"));
     assert_eq!(
-        t.items[1].shared_context(),
+        t.mc_items()[1].shared_context(),
         None,
         "Winogrande-style partial contexts"
     );
@@ -119,9 +119,9 @@ fn jsonl_tasks_with_fewshot_examples_from_the_dev_file() {
     .unwrap();
     let t = load_task(task.to_str().unwrap(), dir.path(), 0).unwrap();
     assert_eq!(t.name, "capitals");
-    assert_eq!(t.items[0].choices[1].continuation, " Rome");
-    assert_eq!(t.items[1].choices[0].continuation, "\nParis");
-    assert_eq!(t.items[0].choices[0].context, "Capital of France?");
+    assert_eq!(t.mc_items()[0].choices[1].continuation, " Rome");
+    assert_eq!(t.mc_items()[1].choices[0].continuation, "\nParis");
+    assert_eq!(t.mc_items()[0].choices[0].context, "Capital of France?");
 
     let msg = load_task(task.to_str().unwrap(), dir.path(), 1)
         .unwrap_err()
@@ -134,7 +134,7 @@ fn jsonl_tasks_with_fewshot_examples_from_the_dev_file() {
     .unwrap();
     let t = load_task(task.to_str().unwrap(), dir.path(), 1).unwrap();
     assert_eq!(
-        t.items[0].choices[0].context,
+        t.mc_items()[0].choices[0].context,
         "Capital of Spain? Madrid\n\nCapital of France?"
     );
 }

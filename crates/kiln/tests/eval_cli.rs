@@ -313,3 +313,63 @@ fn compare_marks_significant_differences_and_gate_fails_on_a_drop() {
         "20",
     ]));
 }
+
+#[test]
+fn generation_tasks_run_locally_and_through_an_endpoint_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m");
+    write_tiny_llama(&model, &TinyLlamaSpec::default()).unwrap();
+    let tasks = dir.path().join("tasks");
+    let v = tasks.join("gsm8k/gold_bpb_5shot");
+    std::fs::create_dir_all(&v).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(v.join("requests.jsonl.gz")).unwrap(),
+        flate2::Compression::default(),
+    );
+    for i in 0..4 {
+        let r = serde_json::json!({
+            "request_type": "generate_until", "doc_id": i, "native_id": i,
+            "doc": {"short_answer": format!("{}", i + 2)},
+            "request": {"context": format!("Question: 1+1?\nAnswer: 2\n\nQuestion: {i}+2?\nAnswer:"),
+                        "stop_sequences": ["\n\n"], "generation_kwargs": {"max_gen_toks": 12}},
+        });
+        std::io::Write::write_all(&mut gz, format!("{r}\n").as_bytes()).unwrap();
+    }
+    gz.finish().unwrap();
+    let run = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            "run",
+            "--tasks",
+            "gsm8k:1",
+            "--tasks-dir",
+            tasks.to_str().unwrap(),
+        ];
+        args.extend(["--out", out.to_str().unwrap()]);
+        args.extend(extra);
+        ok(&run_kiln(&args));
+        std::fs::read_to_string(out.join("samples_gsm8k.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let local = run(&dir.path().join("local"), &["-m", model.to_str().unwrap()]);
+    assert_eq!(local.len(), 4);
+    let r = results(&dir.path().join("local"));
+    assert!(r["tasks"]["gsm8k"]["exact_match"].as_f64().is_some(), "{r}");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/v1");
+    let _server = serve(&model, port);
+    let remote = run(
+        &dir.path().join("remote"),
+        &["-m", "tiny", "--endpoint", &url],
+    );
+    for (a, b) in local.iter().zip(&remote) {
+        assert_eq!(
+            a["completion"], b["completion"],
+            "greedy text is the same either way"
+        );
+        assert_eq!(a["exact_match"], b["exact_match"]);
+    }
+}

@@ -191,3 +191,36 @@ fn endpoint_against_kiln_serve_matches_the_local_backend_on_200_hellaswag_questi
         a["tasks"]["hellaswag"]["acc"], a["tasks"]["hellaswag"]["acc_norm"]
     );
 }
+
+#[test]
+fn gsm8k_five_shot_runs_end_to_end() {
+    let (Some(model), Some(dir)) = (smollm2(), tasks_dir()) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("gsm8k");
+    run_ok(&eval_args(
+        model.to_str().unwrap(),
+        "gsm8k:5",
+        &dir,
+        &out,
+        4,
+    ));
+    let samples = lines(&out.join("samples_gsm8k.jsonl"));
+    assert_eq!(samples.len(), 4);
+    for s in &samples {
+        let text = s["completion"].as_str().unwrap();
+        assert!(
+            !text.is_empty() && !text.contains("\n\n"),
+            "stopped at a blank line: {text:?}"
+        );
+    }
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    let em = r["tasks"]["gsm8k"]["exact_match"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&em));
+    eprintln!(
+        "gsm8k 5-shot, 4 questions: exact match {em}; first answer {:?}",
+        samples[0]["completion"]
+    );
+}

@@ -12,7 +12,7 @@ use kiln_model::Tokenizer;
 use serde_json::{json, Value};
 
 use super::split::split_request;
-use super::{ChoiceScore, LoglikBackend};
+use super::{ChoiceScore, GenBackend, LoglikBackend};
 use crate::error::{EvalError, Result};
 use crate::item::McItem;
 
@@ -208,4 +208,21 @@ impl LoglikBackend for EndpointBackend {
 enum Start {
     Token(usize),
     Char(usize),
+}
+
+impl GenBackend for EndpointBackend {
+    fn generate(&self, prompt: &str, stop: &[String], max_tokens: usize) -> Result<String> {
+        let body = json!({
+            "model": self.opts.model,
+            "prompt": prompt,
+            "max_tokens": max_tokens,
+            "temperature": 0.0,
+            "stop": stop,
+        });
+        let resp = self.post(&body)?;
+        resp["choices"][0]["text"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| self.err(format!("no choices[0].text in the response: {resp}")))
+    }
 }

@@ -7,7 +7,7 @@
 use kiln_engine::{EngineEvent, EngineHandle, EngineRequest, RequestStream};
 
 use super::split::{split_request, TokenizedRequest};
-use super::{ChoiceScore, LoglikBackend};
+use super::{ChoiceScore, GenBackend, LoglikBackend};
 use crate::error::{EvalError, Result};
 use crate::item::McItem;
 
@@ -91,5 +91,32 @@ impl LoglikBackend for LocalBackend {
 
     fn describe(&self) -> serde_json::Value {
         self.info.clone()
+    }
+}
+
+impl GenBackend for LocalBackend {
+    fn generate(&self, prompt: &str, stop: &[String], max_tokens: usize) -> Result<String> {
+        let ids = self.engine.tokenizer().encode(prompt, true, false)?;
+        let room = self.engine.context_length().saturating_sub(ids.len());
+        if room == 0 {
+            return Err(EvalError::Task(format!(
+                "a prompt of {} tokens leaves no room in the model's context of {}",
+                ids.len(),
+                self.engine.context_length()
+            )));
+        }
+        let mut r = EngineRequest::greedy(ids, max_tokens.min(room));
+        r.stop = stop.to_vec();
+        let mut stream = self.engine.submit(r)?;
+        let mut text = String::new();
+        loop {
+            match stream.blocking_recv() {
+                Some(EngineEvent::Token { text: t, .. }) => text.push_str(&t),
+                Some(EngineEvent::Finished { .. }) => return Ok(text),
+                Some(EngineEvent::Error(e)) => return Err(EvalError::Task(format!("engine: {e}"))),
+                Some(EngineEvent::PromptLogprobs(_)) => {}
+                None => return Err(EvalError::Task("engine stopped mid-request".into())),
+            }
+        }
     }
 }

