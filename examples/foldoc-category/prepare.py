@@ -17,9 +17,6 @@ import sys
 CATEGORIES = ["language", "networking", "programming", "jargon", "operating system",
               "hardware", "communications", "company"]
 TRAIN, DPO, EVAL, TEST = 1000, 400, 64, 300
-# More DPO prompts from the entries no other split uses (taken after them, so the train,
-# eval and test splits are the same as with 400).
-DPO_EXTRA = 1600
 
 
 def entries(path):
@@ -64,13 +61,11 @@ def main():
             definition = definition[:400].rsplit(" ", 1)[0] + " ..."
         items.append((term, definition, cat))
     random.Random(0).shuffle(items)
-    need = TRAIN + DPO + EVAL + DPO_EXTRA + TEST
+    need = TRAIN + DPO + EVAL + TEST
     if len(items) < need:
         sys.exit(f"only {len(items)} usable entries, need {need}")
     train, dpo = items[:TRAIN], items[TRAIN:TRAIN + DPO]
     ev, test = items[TRAIN + DPO:TRAIN + DPO + EVAL], items[-TEST:]
-    rest = TRAIN + DPO + EVAL
-    dpo += items[rest:rest + DPO_EXTRA]
 
     def chat(rows, path):
         with open(path, "w") as f:
