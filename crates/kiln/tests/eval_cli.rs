@@ -6,10 +6,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
 
-use common::{kiln, run_kiln};
+use common::{free_port, run_kiln, serve};
 use kiln_model::tiny::{write_tiny_llama, TinyLlamaSpec};
 
 fn toy_task(dir: &Path) -> PathBuf {
@@ -57,44 +55,6 @@ fn results(dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(model: &Path, port: u16) -> Server {
-    let child = kiln()
-        .args(["serve", "--model"])
-        .arg(format!("tiny={}", model.display()))
-        .args(["--port", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server(child);
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "kiln serve did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    server
-}
-
 #[test]
 fn local_run_writes_consistent_results_samples_and_report() {
     let dir = tempfile::tempdir().unwrap();
@@ -137,7 +97,7 @@ fn endpoint_backend_against_kiln_serve_scores_as_the_local_backend() {
     ok(&eval(model.to_str().unwrap(), &task, &local, &[]));
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}/v1");
-    let _server = serve(&model, port);
+    let _server = serve("tiny", &model, port);
     for (name, extra) in [
         ("ids", vec!["--tokenizer", model.to_str().unwrap()]),
         ("text", vec![]),
@@ -190,7 +150,7 @@ fn a_dead_endpoint_fails_after_retries_keeps_results_and_resume_continues() {
         v.iter().map(String::as_str).collect()
     }
     {
-        let _server = serve(&model, port);
+        let _server = serve("tiny", &model, port);
         ok(&eval("tiny", &task, &out, &a(&args(&["--limit", "5"]))));
     }
     assert_eq!(samples(&out).len(), 5);
@@ -203,7 +163,7 @@ fn a_dead_endpoint_fails_after_retries_keeps_results_and_resume_continues() {
     );
     assert!(err.contains("5 of 12"), "{err}");
     assert_eq!(samples(&out).len(), 5, "the scored questions are kept");
-    let _server = serve(&model, port);
+    let _server = serve("tiny", &model, port);
     ok(&eval("tiny", &task, &out, &a(&args(&["--resume"]))));
     assert_eq!(samples(&out).len(), 12);
     assert_eq!(results(&out)["tasks"]["toy"]["n"], 12);
@@ -360,7 +320,7 @@ fn generation_tasks_run_locally_and_through_an_endpoint_alike() {
     assert!(r["tasks"]["gsm8k"]["exact_match"].as_f64().is_some(), "{r}");
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}/v1");
-    let _server = serve(&model, port);
+    let _server = serve("tiny", &model, port);
     let remote = run(
         &dir.path().join("remote"),
         &["-m", "tiny", "--endpoint", &url],

@@ -8,9 +8,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use common::{asset, kiln, reference_python, repo_root, run_kiln, smollm2};
+use common::{asset, free_port, reference_python, repo_root, run_kiln, serve, smollm2};
 
 const TASKS: [&str; 5] = [
     "hellaswag",
@@ -139,27 +138,8 @@ fn endpoint_against_kiln_serve_matches_the_local_backend_on_200_hellaswag_questi
         &local,
         LIMIT,
     ));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = kiln()
-        .args(["serve", "--model"])
-        .arg(format!("smol={}", model.display()))
-        .args(["--port", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "kiln serve did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let port = free_port();
+    let server = serve("smol", &model, port);
     let remote = tmp.path().join("endpoint");
     let mut args = eval_args("smol", "hellaswag", &dir, &remote, LIMIT);
     args.extend([
@@ -169,8 +149,7 @@ fn endpoint_against_kiln_serve_matches_the_local_backend_on_200_hellaswag_questi
         model.display().to_string(),
     ]);
     let out = run_kiln(&args);
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     assert!(
         out.status.success(),
         "{}",

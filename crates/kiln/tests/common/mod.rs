@@ -103,3 +103,44 @@ pub fn temp_file(bytes: &[u8]) -> tempfile::NamedTempFile {
     f.flush().expect("flushing a temp file");
     f
 }
+
+/// A free local TCP port (bound, then released for the server to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `kiln serve` child process, killed when dropped.
+pub struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `kiln serve --model NAME=MODEL --port PORT` and waits until it accepts connections.
+pub fn serve(name: &str, model: &Path, port: u16) -> Server {
+    let child = kiln()
+        .args(["serve", "--model"])
+        .arg(format!("{name}={}", model.display()))
+        .args(["--port", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server(child);
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "kiln serve did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    server
+}
