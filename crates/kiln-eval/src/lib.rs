@@ -5,25 +5,35 @@
 
 pub mod answer;
 pub mod backend;
+pub mod code_exec;
+pub mod code_item;
+pub mod code_result;
+pub mod code_tasks;
 pub mod compare;
 pub mod error;
 pub mod fingerprint;
 pub mod gen_item;
 pub mod item;
 pub mod jsonl_task;
+pub mod judge;
+pub mod judge_run;
 pub mod metrics;
 pub mod olmes;
 pub mod results;
 pub mod runner;
+pub mod sandbox;
 pub mod task;
 
 pub use backend::{
-    Backend, ChoiceScore, EndpointBackend, EndpointOptions, GenBackend, LocalBackend, LoglikBackend,
+    Backend, ChoiceScore, Decoding, EndpointBackend, EndpointOptions, GenBackend, LocalBackend,
+    LoglikBackend,
 };
 pub use error::{EvalError, Result};
 pub use gen_item::GenItem;
 pub use item::{LoglikRequest, McItem};
 pub use metrics::{paired_difference, summarize, GenResult, ItemResult, Summary};
 pub use results::{results_json, samples_path, write_results, RESULTS_FILE};
-pub use runner::{run_gen_task, run_task, RunOptions, Sample, TaskResult, TaskRun};
+pub use runner::{
+    run_code_task, run_gen_task, run_task, CodeSampling, RunOptions, Sample, TaskResult, TaskRun,
+};
 pub use task::{available_tasks, load_task, Task, TaskItems};

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use crate::error::{io_err, EvalError, Result};
@@ -40,6 +41,35 @@ pub(crate) fn open_text(path: &Path) -> Result<Box<dyn BufRead>> {
     Ok(Box::new(BufReader::new(r)))
 }
 
+/// The non-blank lines of a JSONL file (gzipped when `.gz`), each parsed as `T`, with its
+/// line index (from 0); an unreadable line is an error naming the line and `expected`.
+pub(crate) fn json_lines<T: DeserializeOwned>(
+    path: &Path,
+    expected: &str,
+) -> Result<Vec<(usize, T)>> {
+    let parse = line_error(path);
+    let mut out = vec![];
+    for (i, line) in open_text(path)?.lines().enumerate() {
+        let line = line.map_err(io_err(path))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v = serde_json::from_str(&line)
+            .map_err(|e| parse(i + 1, format!("not {expected}: {e}")))?;
+        out.push((i, v));
+    }
+    Ok(out)
+}
+
+/// An error at a line (from 1) of `path`.
+pub(crate) fn line_error(path: &Path) -> impl Fn(usize, String) -> EvalError + '_ {
+    move |line, message| EvalError::Parse {
+        path: path.to_path_buf(),
+        line,
+        message,
+    }
+}
+
 /// The task's `uncond_docid_offset` from the `config.json` beside a requests file, if any.
 fn uncond_offset(requests: &Path) -> Option<usize> {
     let config = requests.parent()?.join("config.json");
@@ -55,19 +85,9 @@ type Doc = (serde_json::Value, usize, Vec<(usize, LoglikRequest)>);
 /// Reads a requests file into questions, in document order.
 pub fn read_requests(path: &Path) -> Result<Vec<McItem>> {
     let offset = uncond_offset(path).unwrap_or(usize::MAX);
-    let parse = |line: usize, message: String| EvalError::Parse {
-        path: path.to_path_buf(),
-        line,
-        message,
-    };
+    let parse = line_error(path);
     let mut docs: BTreeMap<usize, Doc> = BTreeMap::new();
-    for (i, line) in open_text(path)?.lines().enumerate() {
-        let line = line.map_err(io_err(path))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let r: RequestLine =
-            serde_json::from_str(&line).map_err(|e| parse(i + 1, format!("not a request: {e}")))?;
+    for (i, r) in json_lines::<RequestLine>(path, "a request")? {
         if r.request_type != "loglikelihood" {
             return Err(parse(
                 i + 1,
@@ -156,19 +176,9 @@ pub fn trim_fewshot(context: &str, k: usize) -> Option<String> {
 /// its solved examples, the stop sequences, the gold short answer (`doc.short_answer`, or
 /// the last number of `doc.answer`) and the gold solution as a known-correct response.
 pub fn read_gen_requests(path: &Path, num_fewshot: usize) -> Result<Vec<crate::gen_item::GenItem>> {
-    let parse = |line: usize, message: String| EvalError::Parse {
-        path: path.to_path_buf(),
-        line,
-        message,
-    };
+    let parse = line_error(path);
     let mut out = vec![];
-    for (i, line) in open_text(path)?.lines().enumerate() {
-        let line = line.map_err(io_err(path))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let r: GenLine =
-            serde_json::from_str(&line).map_err(|e| parse(i + 1, format!("not a request: {e}")))?;
+    for (i, r) in json_lines::<GenLine>(path, "a request")? {
         if !r.request_type.starts_with("generate_until") {
             return Err(parse(
                 i + 1,

@@ -47,7 +47,14 @@ pub fn results_json(results: &[TaskResult], model: Value, config: Value) -> Valu
 
 /// The metrics a task's entry in results.json reports (the rest are their stderr, CI and
 /// the run's bookkeeping).
-pub const METRIC_NAMES: [&str; 3] = ["acc", "acc_norm", "exact_match"];
+pub const METRIC_NAMES: [&str; 6] = [
+    "acc",
+    "acc_norm",
+    "exact_match",
+    "pass@1",
+    "pass@10",
+    "pass@100",
+];
 
 /// A markdown table of the run: one row per task and metric.
 pub fn report_markdown(results: &Value) -> String {

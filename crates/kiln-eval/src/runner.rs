@@ -13,7 +13,10 @@ use std::time::Instant;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::backend::{GenBackend, LoglikBackend};
+use crate::backend::{Decoding, GenBackend, LoglikBackend};
+use crate::code_exec::CodeExecutor;
+use crate::code_item::CodeItem;
+use crate::code_result::CodeResult;
 use crate::error::{io_err, EvalError, Result};
 use crate::gen_item::GenItem;
 use crate::item::McItem;
@@ -52,6 +55,35 @@ impl Sample for GenResult {
     }
     fn metrics(&self) -> Vec<(&'static str, f64)> {
         vec![("exact_match", self.exact_match)]
+    }
+}
+
+impl Sample for CodeResult {
+    fn doc_id(&self) -> usize {
+        self.doc_id
+    }
+    fn metrics(&self) -> Vec<(&'static str, f64)> {
+        CodeResult::metrics(self)
+    }
+}
+
+/// How code tasks are sampled: `n` completions per problem (greedy when 1).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CodeSampling {
+    pub n: usize,
+    pub temperature: f32,
+    pub top_p: f32,
+    pub seed: u64,
+}
+
+impl Default for CodeSampling {
+    fn default() -> Self {
+        Self {
+            n: 1,
+            temperature: 0.0,
+            top_p: 1.0,
+            seed: 0,
+        }
     }
 }
 
@@ -166,15 +198,71 @@ pub fn run_gen_task(
         opts,
         progress,
         |item| {
-            let completion = backend.generate(&item.prompt, &item.stop, item.max_tokens)?;
+            let completion =
+                backend.generate(&item.prompt, &item.stop, item.max_tokens, Decoding::GREEDY)?;
             Ok(score_generation(item, &completion))
+        },
+    )
+}
+
+/// Generates `sampling.n` completions per problem and runs each against the problem's
+/// tests in the sandbox. A program that hangs, crashes or breaks a limit fails its problem;
+/// only a sandbox that cannot start stops the run.
+pub fn run_code_task(
+    backend: &dyn GenBackend,
+    executor: &CodeExecutor,
+    task: &Task,
+    samples: &Path,
+    opts: &RunOptions,
+    sampling: CodeSampling,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<TaskRun<CodeResult>> {
+    if sampling.n == 0 || (sampling.n > 1 && sampling.temperature <= 0.0) {
+        return Err(EvalError::Task(
+            "pass@k needs at least one completion per problem, and a temperature above 0 \
+             for more than one"
+                .into(),
+        ));
+    }
+    let items = task.code_items();
+    run_samples(
+        task,
+        items,
+        |i: &CodeItem| i.doc_id,
+        samples,
+        opts,
+        progress,
+        |item| {
+            let (mut completions, mut verdicts, mut first_error) = (vec![], vec![], None);
+            for j in 0..sampling.n {
+                let decoding = Decoding {
+                    temperature: sampling.temperature,
+                    top_p: sampling.top_p,
+                    seed: sampling.seed ^ ((item.doc_id as u64) << 20) ^ j as u64,
+                };
+                let completion =
+                    backend.generate(&item.prompt, &item.stop, item.max_tokens, decoding)?;
+                let outcome = executor.check(item, &completion)?;
+                if !outcome.verdict.passed() && first_error.is_none() {
+                    first_error = Some(outcome.stderr_tail);
+                }
+                completions.push(completion);
+                verdicts.push(outcome.verdict);
+            }
+            Ok(CodeResult::new(
+                item.doc_id,
+                item.native_id.clone(),
+                completions,
+                verdicts,
+                first_error,
+            ))
         },
     )
 }
 
 /// The shared loop: `score` on `opts.concurrency` threads, each outcome appended to the
 /// per-sample file as it finishes (sorted by document once complete).
-fn run_samples<T: Sync, S: Sample>(
+pub(crate) fn run_samples<T: Sync, S: Sample>(
     task: &Task,
     items: &[T],
     id: impl Fn(&T) -> usize + Sync,

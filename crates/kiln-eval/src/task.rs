@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::code_item::CodeItem;
+use crate::code_tasks::{read_code_task, CODE_TASKS};
 use crate::error::{EvalError, Result};
 use crate::gen_item::GenItem;
 use crate::item::McItem;
@@ -24,6 +26,8 @@ pub struct Task {
 pub enum TaskItems {
     Mc(Vec<McItem>),
     Gen(Vec<GenItem>),
+    /// Programming problems, scored by running the completion against their tests.
+    Code(Vec<CodeItem>),
 }
 
 impl Task {
@@ -31,7 +35,15 @@ impl Task {
     pub fn mc_items(&self) -> &[McItem] {
         match &self.items {
             TaskItems::Mc(v) => v,
-            TaskItems::Gen(_) => &[],
+            _ => &[],
+        }
+    }
+
+    /// The programming problems (none for other tasks).
+    pub fn code_items(&self) -> &[CodeItem] {
+        match &self.items {
+            TaskItems::Code(v) => v,
+            _ => &[],
         }
     }
 
@@ -39,7 +51,7 @@ impl Task {
     pub fn gen_items(&self) -> &[GenItem] {
         match &self.items {
             TaskItems::Gen(v) => v,
-            TaskItems::Mc(_) => &[],
+            _ => &[],
         }
     }
 }
@@ -64,6 +76,12 @@ pub fn available_tasks(tasks_dir: &Path) -> Vec<String> {
                 })
         })
         .filter_map(|e| e.file_name().into_string().ok())
+        .chain(
+            CODE_TASKS
+                .iter()
+                .filter(|(_, file)| tasks_dir.join(file).is_file())
+                .map(|(n, _)| n.to_string()),
+        )
         .collect();
     names.sort();
     names
@@ -86,6 +104,23 @@ pub fn load_task(name: &str, tasks_dir: &Path, num_fewshot: usize) -> Result<Tas
             return Ok(Task {
                 name: name.into(),
                 items: TaskItems::Gen(read_gen_requests(&source, num_fewshot)?),
+                source,
+                num_fewshot,
+            });
+        }
+    }
+    if let Some((_, file)) = CODE_TASKS.iter().find(|(n, _)| *n == name) {
+        let source = tasks_dir.join(file);
+        if source.is_file() {
+            if num_fewshot > 0 {
+                return Err(EvalError::Task(format!(
+                    "code task '{name}' is zero-shot (its prompt is the problem); drop \
+                     --num-fewshot or use {name}:0"
+                )));
+            }
+            return Ok(Task {
+                name: name.into(),
+                items: TaskItems::Code(read_code_task(name, &source)?),
                 source,
                 num_fewshot,
             });

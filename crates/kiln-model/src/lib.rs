@@ -22,7 +22,7 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use causal_lm::{Batch, CausalLM, ForwardContext, LayerCache, LogitsMode, PagedStep};
-pub use chat_template::{ChatMessage, ChatTemplate};
+pub use chat_template::{ChatMessage, ChatTemplate, CHATML};
 pub use config::{HfLlamaConfig, ModelConfig};
 pub use error::{ModelError, Result};
 pub use generation::{generate, sample_completions, FinishReason, GenerateOptions, Generation};

@@ -203,3 +203,90 @@ fn gsm8k_five_shot_runs_end_to_end() {
         samples[0]["completion"]
     );
 }
+
+#[test]
+fn humaneval_pass_at_one_runs_end_to_end() {
+    let (Some(model), Some(dir)) = (smollm2(), tasks_dir()) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("humaneval");
+    run_ok(&eval_args(
+        model.to_str().unwrap(),
+        "humaneval",
+        &dir,
+        &out,
+        6,
+    ));
+    let samples = lines(&out.join("samples_humaneval.jsonl"));
+    assert_eq!(samples.len(), 6);
+    for s in &samples {
+        // Every completion ran in the sandbox and got a verdict.
+        let kind = s["verdicts"][0]["kind"].as_str().unwrap();
+        assert!(
+            ["passed", "failed", "signaled", "timed_out"].contains(&kind),
+            "{s}"
+        );
+        assert_eq!(
+            s["pass@1"].as_f64().unwrap(),
+            f64::from(u8::from(kind == "passed"))
+        );
+    }
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    let p = r["tasks"]["humaneval"]["pass@1"].as_f64().unwrap();
+    eprintln!("humaneval, 6 problems: pass@1 {p}");
+}
+
+/// The judge through `kiln serve`'s chat endpoint and on the local model reach the same
+/// verdicts (both greedy, the same chat template).
+#[test]
+fn the_judge_gives_the_same_verdicts_locally_and_through_kiln_serve() {
+    let Some(model) = smollm2() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("pairs.jsonl");
+    let items: Vec<String> = [
+        ("What is the capital of France?", "Paris.", "Berlin.", "a"),
+        ("What is 2 + 2?", "5", "4", "b"),
+        ("Name a primary colour.", "Red.", "Blue.", "tie"),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, (q, a, b, l))| {
+        serde_json::json!({"id": i, "question": q, "answer_a": a, "answer_b": b, "label": l})
+            .to_string()
+    })
+    .collect();
+    std::fs::write(&input, items.join("\n") + "\n").unwrap();
+    let judge = |out: &Path, extra: &[&str]| {
+        let mut args: Vec<String> = ["eval", "judge", "--input", input.to_str().unwrap()]
+            .map(String::from)
+            .to_vec();
+        args.extend([
+            "--out".into(),
+            out.display().to_string(),
+            "--max-tokens".into(),
+            "64".into(),
+        ]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        run_ok(&args);
+        lines(&out.join("judgments.jsonl"))
+    };
+    let local = judge(&tmp.path().join("local"), &["-m", model.to_str().unwrap()]);
+    let port = free_port();
+    let _server = serve("judge", &model, port);
+    let url = format!("http://127.0.0.1:{port}/v1");
+    let remote = judge(
+        &tmp.path().join("remote"),
+        &["--endpoint", &url, "-m", "judge"],
+    );
+    assert_eq!(local.len(), 3);
+    for (a, b) in local.iter().zip(&remote) {
+        assert_eq!(a["replies"], b["replies"]);
+        assert_eq!(a["preference"], b["preference"]);
+    }
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("local/judge.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["agreement"]["labelled"], 3, "{summary}");
+}

@@ -12,7 +12,7 @@ use kiln_model::Tokenizer;
 use serde_json::{json, Value};
 
 use super::split::split_request;
-use super::{ChoiceScore, GenBackend, LoglikBackend};
+use super::{ChoiceScore, Decoding, GenBackend, LoglikBackend};
 use crate::error::{EvalError, Result};
 use crate::item::McItem;
 
@@ -68,7 +68,12 @@ impl EndpointBackend {
 
     /// POSTs with retries and exponential backoff on failures that may pass.
     fn post(&self, body: &Value) -> Result<Value> {
-        let url = format!("{}/completions", self.opts.url);
+        self.post_to("completions", body)
+    }
+
+    /// POSTs to `{url}/{path}` with retries and exponential backoff.
+    fn post_to(&self, path: &str, body: &Value) -> Result<Value> {
+        let url = format!("{}/{path}", self.opts.url);
         let mut wait = self.opts.backoff;
         let mut attempt = 0;
         loop {
@@ -211,12 +216,38 @@ enum Start {
 }
 
 impl GenBackend for EndpointBackend {
-    fn generate(&self, prompt: &str, stop: &[String], max_tokens: usize) -> Result<String> {
+    fn chat(&self, user: &str, max_tokens: usize) -> Result<String> {
+        let body = json!({
+            "model": self.opts.model,
+            "messages": [{"role": "user", "content": user}],
+            "max_tokens": max_tokens,
+            "temperature": 0.0,
+        });
+        let resp = self.post_to("chat/completions", &body)?;
+        resp["choices"][0]["message"]["content"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| {
+                self.err(format!(
+                    "no choices[0].message.content in the response: {resp}"
+                ))
+            })
+    }
+
+    fn generate(
+        &self,
+        prompt: &str,
+        stop: &[String],
+        max_tokens: usize,
+        decoding: Decoding,
+    ) -> Result<String> {
         let body = json!({
             "model": self.opts.model,
             "prompt": prompt,
             "max_tokens": max_tokens,
-            "temperature": 0.0,
+            "temperature": decoding.temperature,
+            "top_p": decoding.top_p,
+            "seed": decoding.seed,
             "stop": stop,
         });
         let resp = self.post(&body)?;

@@ -5,9 +5,10 @@
 //! block are computed again).
 
 use kiln_engine::{EngineEvent, EngineHandle, EngineRequest, RequestStream};
+use kiln_model::{ChatMessage, ChatTemplate, SamplingParams, CHATML};
 
 use super::split::{split_request, TokenizedRequest};
-use super::{ChoiceScore, GenBackend, LoglikBackend};
+use super::{ChoiceScore, Decoding, GenBackend, LoglikBackend};
 use crate::error::{EvalError, Result};
 use crate::item::McItem;
 
@@ -95,8 +96,39 @@ impl LoglikBackend for LocalBackend {
 }
 
 impl GenBackend for LocalBackend {
-    fn generate(&self, prompt: &str, stop: &[String], max_tokens: usize) -> Result<String> {
+    fn chat(&self, user: &str, max_tokens: usize) -> Result<String> {
+        let messages = [ChatMessage::new("user", user)];
+        let prompt = match self.engine.chat_template() {
+            Some(t) => t.render(&messages, true)?,
+            None => ChatTemplate::new(CHATML, "", "")?.render(&messages, true)?,
+        };
+        // The template writes BOS where the model wants one, and its special tokens
+        // (`<|im_start|>`) are tokens, as `kiln serve`'s chat route reads them.
+        let ids = self.engine.tokenizer().encode(&prompt, false, true)?;
+        self.complete(ids, &[], max_tokens, Decoding::GREEDY)
+    }
+
+    fn generate(
+        &self,
+        prompt: &str,
+        stop: &[String],
+        max_tokens: usize,
+        decoding: Decoding,
+    ) -> Result<String> {
         let ids = self.engine.tokenizer().encode(prompt, true, false)?;
+        self.complete(ids, stop, max_tokens, decoding)
+    }
+}
+
+impl LocalBackend {
+    /// The engine's continuation of the prompt tokens `ids`.
+    fn complete(
+        &self,
+        ids: Vec<u32>,
+        stop: &[String],
+        max_tokens: usize,
+        decoding: Decoding,
+    ) -> Result<String> {
         let room = self.engine.context_length().saturating_sub(ids.len());
         if room == 0 {
             return Err(EvalError::Task(format!(
@@ -107,6 +139,16 @@ impl GenBackend for LocalBackend {
         }
         let mut r = EngineRequest::greedy(ids, max_tokens.min(room));
         r.stop = stop.to_vec();
+        if decoding.temperature > 0.0 {
+            r.sampling = SamplingParams {
+                temperature: decoding.temperature,
+                top_k: 0,
+                top_p: decoding.top_p,
+                min_p: 0.0,
+                seed: decoding.seed,
+                ..SamplingParams::greedy()
+            };
+        }
         let mut stream = self.engine.submit(r)?;
         let mut text = String::new();
         loop {

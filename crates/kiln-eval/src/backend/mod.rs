@@ -25,11 +25,43 @@ pub struct ChoiceScore {
     pub tokens: usize,
 }
 
-/// Greedy generation, for tasks answered in text.
+/// How a completion is decoded: greedy, or sampled (pass@k of code tasks).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Decoding {
+    /// 0 is greedy.
+    pub temperature: f32,
+    pub top_p: f32,
+    pub seed: u64,
+}
+
+impl Decoding {
+    pub const GREEDY: Decoding = Decoding {
+        temperature: 0.0,
+        top_p: 1.0,
+        seed: 0,
+    };
+}
+
+/// Generation, for tasks answered in text or code.
 pub trait GenBackend: Send + Sync {
-    /// The greedy completion of `prompt`, ended by a stop sequence (not included), an
+    /// The completion of `prompt`, ended by a stop sequence (not included), an
     /// end-of-sequence token or `max_tokens`.
-    fn generate(&self, prompt: &str, stop: &[String], max_tokens: usize) -> Result<String>;
+    fn generate(
+        &self,
+        prompt: &str,
+        stop: &[String],
+        max_tokens: usize,
+        decoding: Decoding,
+    ) -> Result<String>;
+
+    /// A chat model's greedy reply to one user message (rendered with the model's chat
+    /// template locally; `/chat/completions` at an endpoint). Used by the LLM judge.
+    fn chat(&self, user: &str, max_tokens: usize) -> Result<String> {
+        let _ = (user, max_tokens);
+        Err(crate::error::EvalError::Task(
+            "this backend cannot chat (the judge needs a chat model)".into(),
+        ))
+    }
 }
 
 pub trait LoglikBackend: Send + Sync {

