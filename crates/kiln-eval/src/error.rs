@@ -2,10 +2,12 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
-    #[error("{path}: {source}")]
+    // Not a `source` field: the message already holds the cause, and anyhow would print
+    // it a second time.
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}:{line}: {message}")]
     Parse {
@@ -32,8 +34,8 @@ pub enum EvalError {
 pub type Result<T> = std::result::Result<T, EvalError>;
 
 pub(crate) fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> EvalError + '_ {
-    move |source| EvalError::Io {
+    move |cause| EvalError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }

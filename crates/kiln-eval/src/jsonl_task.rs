@@ -15,7 +15,7 @@ use rand::seq::IndexedRandom;
 use rand::SeedableRng;
 use serde::Deserialize;
 
-use crate::error::{EvalError, Result};
+use crate::error::Result;
 use crate::item::{LoglikRequest, McItem};
 use crate::olmes::{json_lines, line_error};
 
@@ -57,11 +57,7 @@ pub fn read_mc_lines(path: &Path) -> Result<Vec<McLine>> {
         out.push(q);
     }
     if out.is_empty() {
-        return Err(EvalError::Parse {
-            path: path.to_path_buf(),
-            line: 0,
-            message: "no questions".into(),
-        });
+        return Err(parse(0, "no questions".into()));
     }
     Ok(out)
 }

@@ -6,10 +6,11 @@
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::answer::{last_number, same_number};
+use crate::answer::{exact_match, f1, last_number, same_number};
 use crate::backend::ChoiceScore;
-use crate::gen_item::GenItem;
+use crate::gen_item::{GenItem, Scoring};
 use crate::item::McItem;
+use crate::overlap::{bleu, rouge_l};
 
 /// One question's outcome (a line of the per-sample output).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,25 +74,69 @@ pub struct GenResult {
     pub native_id: serde_json::Value,
     pub answer: String,
     pub completion: String,
-    /// The answer extracted from the completion (its last number).
+    /// The answer extracted from the completion (its last number), for number answers.
     pub extracted: Option<String>,
     pub exact_match: f64,
+    /// Text answers: SQuAD F1, sentence BLEU and ROUGE-L, best over the answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub f1: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bleu: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rouge_l: Option<f64>,
 }
 
-/// Scores a completion of a number-answer task (GSM8K): its last number against the gold.
+impl GenResult {
+    /// Its metrics, by name (exact_match, and f1/bleu/rouge_l for text answers).
+    pub fn metrics(&self) -> Vec<(&'static str, f64)> {
+        let mut m = vec![("exact_match", self.exact_match)];
+        for (name, v) in [
+            ("f1", self.f1),
+            ("bleu", self.bleu),
+            ("rouge_l", self.rouge_l),
+        ] {
+            if let Some(v) = v {
+                m.push((name, v));
+            }
+        }
+        m
+    }
+}
+
+/// Scores a completion of a generation task: by its last number (GSM8K) or as text.
 pub fn score_generation(item: &GenItem, completion: &str) -> GenResult {
-    let extracted = last_number(completion);
-    let exact = extracted
-        .as_deref()
-        .is_some_and(|x| same_number(x, &item.answer));
-    GenResult {
+    let mut r = GenResult {
         doc_id: item.doc_id,
         native_id: item.native_id.clone(),
         answer: item.answer.clone(),
         completion: completion.to_string(),
-        extracted,
-        exact_match: f64::from(u8::from(exact)),
+        extracted: None,
+        exact_match: 0.0,
+        f1: None,
+        bleu: None,
+        rouge_l: None,
+    };
+    match item.scoring {
+        Scoring::LastNumber => {
+            r.extracted = last_number(completion);
+            let exact = r
+                .extracted
+                .as_deref()
+                .is_some_and(|x| same_number(x, &item.answer));
+            r.exact_match = f64::from(u8::from(exact));
+        }
+        Scoring::Text => {
+            let answers: Vec<&str> = std::iter::once(item.answer.as_str())
+                .chain(item.aliases.iter().map(String::as_str))
+                .collect();
+            let best = |f: &dyn Fn(&str) -> f64| answers.iter().map(|a| f(a)).fold(0.0, f64::max);
+            r.exact_match = best(&|a| f64::from(u8::from(exact_match(completion, a))));
+            r.f1 = Some(best(&|a| f1(completion, a)));
+            r.bleu = Some(bleu(completion, &answers));
+            r.rouge_l = Some(rouge_l(completion, &answers));
+        }
     }
+    r
 }
 
 /// A mean over questions with its uncertainty.

@@ -209,6 +209,8 @@ pub fn read_gen_requests(path: &Path, num_fewshot: usize) -> Result<Vec<crate::g
             reference: r.request.continuation,
             stop: r.request.stop_sequences,
             max_tokens,
+            aliases: vec![],
+            scoring: crate::gen_item::Scoring::LastNumber,
         });
     }
     if out.is_empty() {

@@ -1,11 +1,13 @@
 //! The run directory: `results.json` (per task and metric, with standard errors and
-//! intervals, accuracies as fractions), `samples_<task>.jsonl` per task, and `report.md`.
+//! intervals, accuracies as fractions), `samples_<task>.jsonl` per task, `report.md` and
+//! `report.html`.
 
 use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
 use crate::error::{io_err, Result};
+use crate::html_report::{html_report, LabelledRun};
 use crate::metrics::Summary;
 use crate::runner::TaskResult;
 
@@ -47,10 +49,13 @@ pub fn results_json(results: &[TaskResult], model: Value, config: Value) -> Valu
 
 /// The metrics a task's entry in results.json reports (the rest are their stderr, CI and
 /// the run's bookkeeping).
-pub const METRIC_NAMES: [&str; 6] = [
+pub const METRIC_NAMES: [&str; 9] = [
     "acc",
     "acc_norm",
     "exact_match",
+    "f1",
+    "bleu",
+    "rouge_l",
     "pass@1",
     "pass@10",
     "pass@100",
@@ -89,16 +94,27 @@ pub fn report_markdown(results: &Value) -> String {
     s
 }
 
-/// Writes `results.json` and `report.md` into `dir` (each through a temp file and rename).
+/// Writes `results.json`, `report.md` and `report.html` into `dir` (each through a temp
+/// file and rename).
 pub fn write_results(dir: &Path, results: &Value) -> Result<()> {
     write_atomic(
         &dir.join(RESULTS_FILE),
         serde_json::to_string_pretty(results)?.as_bytes(),
     )?;
-    write_atomic(&dir.join("report.md"), report_markdown(results).as_bytes())
+    write_atomic(&dir.join("report.md"), report_markdown(results).as_bytes())?;
+    let label = results["model"]["path"]
+        .as_str()
+        .or_else(|| results["model"]["model"].as_str())
+        .unwrap_or("run")
+        .to_string();
+    let page = html_report(&[LabelledRun {
+        label,
+        results: results.clone(),
+    }]);
+    write_atomic(&dir.join("report.html"), page.as_bytes())
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io_err(path))

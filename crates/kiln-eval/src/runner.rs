@@ -54,7 +54,7 @@ impl Sample for GenResult {
         self.doc_id
     }
     fn metrics(&self) -> Vec<(&'static str, f64)> {
-        vec![("exact_match", self.exact_match)]
+        GenResult::metrics(self)
     }
 }
 

@@ -8,6 +8,7 @@ use crate::code_item::CodeItem;
 use crate::code_tasks::{read_code_task, CODE_TASKS};
 use crate::error::{EvalError, Result};
 use crate::gen_item::GenItem;
+use crate::gen_jsonl::{is_gen_file, read_gen_lines};
 use crate::item::McItem;
 use crate::jsonl_task::{mc_items, read_mc_lines};
 use crate::olmes::{read_gen_requests, read_requests};
@@ -179,12 +180,28 @@ pub fn load_task(name: &str, tasks_dir: &Path, num_fewshot: usize) -> Result<Tas
 }
 
 fn load_file_task(path: &Path, num_fewshot: usize) -> Result<Task> {
-    let lines = read_mc_lines(path)?;
     let file = path.file_name().and_then(|f| f.to_str()).unwrap_or("task");
     let stem = file
         .trim_end_matches(".gz")
         .trim_end_matches(".jsonl")
         .to_string();
+    if is_gen_file(path)? {
+        if num_fewshot > 0 {
+            return Err(EvalError::Task(format!(
+                "{}: generation task files carry their own prompts; --num-fewshot does not \
+                 apply (use {}:0)",
+                path.display(),
+                path.display()
+            )));
+        }
+        return Ok(Task {
+            name: stem,
+            source: path.to_path_buf(),
+            num_fewshot,
+            items: TaskItems::Gen(read_gen_lines(path)?),
+        });
+    }
+    let lines = read_mc_lines(path)?;
     let dev = if num_fewshot > 0 {
         let dev_path = path.with_file_name(format!("{stem}.dev.jsonl"));
         if !dev_path.is_file() {

@@ -123,3 +123,48 @@ fn kiln_eval_assets() -> std::path::PathBuf {
         .map(Into::into)
         .unwrap_or_else(|| Path::new(&std::env::var("HOME").unwrap()).join(".cache/kiln/assets"))
 }
+
+#[test]
+fn jsonl_generation_tasks_score_text_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trivia.jsonl");
+    let lines = [
+        serde_json::json!({"id": "a", "prompt": "Q: Who wrote Hamlet?\nA:", "answers": ["Shakespeare", "William Shakespeare"]}),
+        serde_json::json!({"id": "b", "prompt": "Q: Capital of France?\nA:", "answer": "Paris", "stop": ["\n"], "max_tokens": 8}),
+    ];
+    let text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    std::fs::write(&path, text.join("\n") + "\n").unwrap();
+    let t = load_task(path.to_str().unwrap(), dir.path(), 0).unwrap();
+    assert_eq!(t.name, "trivia");
+    let items = t.gen_items();
+    assert_eq!(
+        (items.len(), items[1].max_tokens, items[0].stop.clone()),
+        (2, 8, vec!["\n\n".to_string()])
+    );
+    // Right (an alias, differently cased and punctuated): every metric at its best.
+    let r = score_generation(&items[0], " william shakespeare.");
+    assert_eq!(
+        (r.exact_match, r.f1, r.rouge_l),
+        (1.0, Some(1.0), Some(1.0))
+    );
+    // Partly right: no exact match, F1 of one shared word out of two predicted.
+    let r = score_generation(&items[1], " Paris, France");
+    assert_eq!(r.exact_match, 0.0);
+    assert!(
+        (r.f1.unwrap() - 2.0 * 0.5 * 1.0 / 1.5).abs() < 1e-12,
+        "{r:?}"
+    );
+    assert!(r.bleu.unwrap() > 0.0 && r.bleu.unwrap() < 1.0);
+    let r = score_generation(&items[1], " Berlin");
+    assert_eq!(
+        (r.exact_match, r.f1, r.bleu, r.rouge_l),
+        (0.0, Some(0.0), Some(0.0), Some(0.0))
+    );
+    // Few-shot does not apply, and a line without an answer is named.
+    assert!(load_task(&format!("{}:2", path.display()), dir.path(), 0).is_err());
+    std::fs::write(&path, "{\"prompt\": \"x\"}\n").unwrap();
+    let e = load_task(path.to_str().unwrap(), dir.path(), 0)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("trivia.jsonl:1: no \"answer\""), "{e}");
+}

