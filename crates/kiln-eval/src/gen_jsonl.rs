@@ -35,18 +35,18 @@ struct GenLine {
 
 const DEFAULT_MAX_TOKENS: usize = 128;
 
-/// Whether a JSONL task file holds generation questions (its first line has a "prompt").
-pub fn is_gen_file(path: &Path) -> Result<bool> {
+/// The first line of a JSONL task file, parsed (null when unreadable), to tell the kinds
+/// of file apart: "query" (multiple choice), "prompt" (generation), "text" (perplexity).
+pub fn first_line(path: &Path) -> Result<serde_json::Value> {
     use std::io::BufRead;
     for line in open_text(path)?.lines() {
-        let Ok(line) = line else { return Ok(false) };
+        let Ok(line) = line else { break };
         if line.trim().is_empty() {
             continue;
         }
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        return Ok(v.get("prompt").is_some());
+        return Ok(serde_json::from_str(&line).unwrap_or_default());
     }
-    Ok(false)
+    Ok(serde_json::Value::Null)
 }
 
 /// Reads a generation task file (errors name the file and line).

@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
-use crate::results::METRIC_NAMES;
+use crate::results::{is_fraction, METRIC_NAMES};
 
 /// One run: its label (a directory name or model) and its results.json.
 pub struct LabelledRun {
@@ -29,8 +29,9 @@ const BAR_H: f64 = 16.0;
 const WIDTH: f64 = 420.0;
 const LEFT: f64 = 160.0;
 
-/// The (task, metric) pairs any run reports, in task then metric order.
-fn rows(runs: &[LabelledRun]) -> Vec<(String, &'static str)> {
+/// The (task, metric) pairs any run reports, in task then metric order; `fractions` keeps
+/// only the metrics in [0, 1] (the chart's scale).
+fn rows(runs: &[LabelledRun], fractions: bool) -> Vec<(String, &'static str)> {
     let mut out: Vec<(String, &'static str)> = vec![];
     for r in runs {
         let Some(tasks) = r.results["tasks"].as_object() else {
@@ -38,7 +39,8 @@ fn rows(runs: &[LabelledRun]) -> Vec<(String, &'static str)> {
         };
         for (task, t) in tasks {
             for m in METRIC_NAMES {
-                if t[m].is_number() && !out.iter().any(|(a, b)| a == task && *b == m) {
+                let wanted = !fractions || is_fraction(m);
+                if wanted && t[m].is_number() && !out.iter().any(|(a, b)| a == task && *b == m) {
                     out.push((task.clone(), m));
                 }
             }
@@ -49,7 +51,8 @@ fn rows(runs: &[LabelledRun]) -> Vec<(String, &'static str)> {
 
 /// The report page.
 pub fn html_report(runs: &[LabelledRun]) -> String {
-    let rows = rows(runs);
+    let rows = rows(runs, false);
+    let bars = self::rows(runs, true);
     let mut h = String::from(
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>kiln eval</title>\n\
          <style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}\
@@ -70,7 +73,7 @@ pub fn html_report(runs: &[LabelledRun]) -> String {
     h.push_str("</p>\n");
     // Chart: one group per (task, metric), one bar per run.
     let group_h = BAR_H * runs.len() as f64 + 14.0;
-    let height = group_h * rows.len() as f64 + 24.0;
+    let height = group_h * bars.len() as f64 + 24.0;
     let _ = writeln!(
         h,
         "<svg width=\"{}\" height=\"{height}\" font-size=\"11\" role=\"img\">",
@@ -86,7 +89,7 @@ pub fn html_report(runs: &[LabelledRun]) -> String {
             100.0 * tick
         );
     }
-    for (g, (task, m)) in rows.iter().enumerate() {
+    for (g, (task, m)) in bars.iter().enumerate() {
         let y0 = g as f64 * group_h;
         let _ = writeln!(
             h,
@@ -142,8 +145,11 @@ pub fn html_report(runs: &[LabelledRun]) -> String {
         for r in runs {
             let t = &r.results["tasks"][task.as_str()];
             match t[*m].as_f64() {
-                Some(v) => {
+                Some(v) if is_fraction(m) => {
                     let _ = write!(h, "<td>{:.1} (n={})</td>", 100.0 * v, t["n"]);
+                }
+                Some(v) => {
+                    let _ = write!(h, "<td>{v:.3} (n={})</td>", t["n"]);
                 }
                 None => h.push_str("<td>-</td>"),
             }
@@ -151,7 +157,7 @@ pub fn html_report(runs: &[LabelledRun]) -> String {
         h.push_str("</tr>\n");
     }
     h.push_str(
-        "</table>\n<p>In percent; whiskers and intervals are 95% percentile bootstraps over \
+        "</table>\n<p>Fractions in percent, perplexities and bits per byte as they are; whiskers and intervals are 95% percentile bootstraps over \
          questions.</p>\n</body></html>\n",
     );
     h

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod olmes;
 pub mod overlap;
 pub mod results;
+pub mod rolling;
 pub mod runner;
 pub mod sandbox;
 pub mod task;
@@ -37,6 +38,7 @@ pub use item::{LoglikRequest, McItem};
 pub use metrics::{paired_difference, summarize, GenResult, ItemResult, Summary};
 pub use results::{results_json, samples_path, write_results, RESULTS_FILE};
 pub use runner::{
-    run_code_task, run_gen_task, run_task, CodeSampling, RunOptions, Sample, TaskResult, TaskRun,
+    run_code_task, run_gen_task, run_rolling_task, run_task, CodeSampling, RunOptions, Sample,
+    TaskResult, TaskRun,
 };
 pub use task::{available_tasks, load_task, Task, TaskItems};

@@ -49,7 +49,7 @@ pub fn results_json(results: &[TaskResult], model: Value, config: Value) -> Valu
 
 /// The metrics a task's entry in results.json reports (the rest are their stderr, CI and
 /// the run's bookkeeping).
-pub const METRIC_NAMES: [&str; 9] = [
+pub const METRIC_NAMES: [&str; 13] = [
     "acc",
     "acc_norm",
     "exact_match",
@@ -59,7 +59,16 @@ pub const METRIC_NAMES: [&str; 9] = [
     "pass@1",
     "pass@10",
     "pass@100",
+    "token_perplexity",
+    "word_perplexity",
+    "byte_perplexity",
+    "bits_per_byte",
 ];
+
+/// Whether a metric is a fraction (shown in percent), not a perplexity or bits per byte.
+pub fn is_fraction(metric: &str) -> bool {
+    !metric.ends_with("perplexity") && metric != "bits_per_byte"
+}
 
 /// A markdown table of the run: one row per task and metric.
 pub fn report_markdown(results: &Value) -> String {
@@ -71,26 +80,30 @@ pub fn report_markdown(results: &Value) -> String {
         for (name, t) in tasks {
             for m in METRIC_NAMES {
                 let Some(v) = t[m].as_f64() else { continue };
+                let (scale, digits) = if is_fraction(m) { (100.0, 1) } else { (1.0, 3) };
                 let ci = t[format!("{m}_ci")]
                     .as_array()
                     .and_then(|a| {
                         Some(format!(
-                            "{:.1}–{:.1}",
-                            100.0 * a.first()?.as_f64()?,
-                            100.0 * a.get(1)?.as_f64()?
+                            "{:.digits$}–{:.digits$}",
+                            scale * a.first()?.as_f64()?,
+                            scale * a.get(1)?.as_f64()?
                         ))
                     })
                     .unwrap_or_else(|| "-".into());
                 s.push_str(&format!(
-                    "| {name} | {} | {} | {m} | {:.1} | {ci} |\n",
+                    "| {name} | {} | {} | {m} | {:.digits$} | {ci} |\n",
                     t["n"],
                     t["num_fewshot"],
-                    100.0 * v
+                    scale * v
                 ));
             }
         }
     }
-    s.push_str("\nIn percent; intervals are 95% percentile bootstraps over questions.\n");
+    s.push_str(
+        "\nFractions in percent (perplexities and bits per byte as they are); intervals are \
+         95% percentile bootstraps over questions (documents).\n",
+    );
     s
 }
 

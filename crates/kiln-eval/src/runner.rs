@@ -21,6 +21,7 @@ use crate::error::{io_err, EvalError, Result};
 use crate::gen_item::GenItem;
 use crate::item::McItem;
 use crate::metrics::{score_generation, score_item, summarize, GenResult, ItemResult, Summary};
+use crate::rolling::{corpus_metrics, score_document, RollingDoc, RollingResult};
 use crate::task::Task;
 
 #[derive(Debug, Clone)]
@@ -65,6 +66,39 @@ impl Sample for CodeResult {
     fn metrics(&self) -> Vec<(&'static str, f64)> {
         CodeResult::metrics(self)
     }
+}
+
+impl Sample for RollingResult {
+    fn doc_id(&self) -> usize {
+        self.doc_id
+    }
+    /// Per document; the task's figures are corpus ratios (see [`run_rolling_task`]).
+    fn metrics(&self) -> Vec<(&'static str, f64)> {
+        let bpb = -self.logprob / (self.bytes.max(1) as f64 * std::f64::consts::LN_2);
+        vec![("bits_per_byte", bpb)]
+    }
+}
+
+/// Scores every document's log-likelihood; the figures are the corpus's token, word and
+/// byte perplexity and bits per byte (ratios of sums, bootstrapped over documents).
+pub fn run_rolling_task(
+    backend: &dyn LoglikBackend,
+    task: &Task,
+    samples: &Path,
+    opts: &RunOptions,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<TaskRun<RollingResult>> {
+    let mut run = run_samples(
+        task,
+        task.documents(),
+        |d: &RollingDoc| d.doc_id,
+        samples,
+        opts,
+        progress,
+        |doc| score_document(backend, doc),
+    )?;
+    run.summary.metrics = corpus_metrics(&run.samples, BOOTSTRAP_SEED);
+    Ok(run)
 }
 
 /// How code tasks are sampled: `n` completions per problem (greedy when 1).

@@ -8,10 +8,11 @@ use crate::code_item::CodeItem;
 use crate::code_tasks::{read_code_task, CODE_TASKS};
 use crate::error::{EvalError, Result};
 use crate::gen_item::GenItem;
-use crate::gen_jsonl::{is_gen_file, read_gen_lines};
+use crate::gen_jsonl::{first_line, read_gen_lines};
 use crate::item::McItem;
 use crate::jsonl_task::{mc_items, read_mc_lines};
 use crate::olmes::{read_gen_requests, read_requests};
+use crate::rolling::{read_documents, RollingDoc};
 
 #[derive(Debug, Clone)]
 pub struct Task {
@@ -29,6 +30,8 @@ pub enum TaskItems {
     Gen(Vec<GenItem>),
     /// Programming problems, scored by running the completion against their tests.
     Code(Vec<CodeItem>),
+    /// Documents whose log-likelihood gives perplexities and bits per byte.
+    Rolling(Vec<RollingDoc>),
 }
 
 impl Task {
@@ -36,6 +39,14 @@ impl Task {
     pub fn mc_items(&self) -> &[McItem] {
         match &self.items {
             TaskItems::Mc(v) => v,
+            _ => &[],
+        }
+    }
+
+    /// The documents of a perplexity task (none for other tasks).
+    pub fn documents(&self) -> &[RollingDoc] {
+        match &self.items {
+            TaskItems::Rolling(v) => v,
             _ => &[],
         }
     }
@@ -89,7 +100,10 @@ pub fn available_tasks(tasks_dir: &Path) -> Vec<String> {
 }
 
 fn is_file_task(name: &str) -> bool {
-    name.ends_with(".jsonl") || name.ends_with(".jsonl.gz") || name.contains('/')
+    name.ends_with(".jsonl")
+        || name.ends_with(".jsonl.gz")
+        || name.ends_with(".txt")
+        || name.contains('/')
 }
 
 /// Loads a task by name or path; `NAME:K` overrides `num_fewshot` for that task.
@@ -185,7 +199,20 @@ fn load_file_task(path: &Path, num_fewshot: usize) -> Result<Task> {
         .trim_end_matches(".gz")
         .trim_end_matches(".jsonl")
         .to_string();
-    if is_gen_file(path)? {
+    let first = if file.ends_with(".txt") {
+        serde_json::json!({"text": ""})
+    } else {
+        first_line(path)?
+    };
+    if first.get("text").is_some() {
+        return Ok(Task {
+            name: stem.trim_end_matches(".txt").to_string(),
+            source: path.to_path_buf(),
+            num_fewshot,
+            items: TaskItems::Rolling(read_documents(path)?),
+        });
+    }
+    if first.get("prompt").is_some() {
         if num_fewshot > 0 {
             return Err(EvalError::Task(format!(
                 "{}: generation task files carry their own prompts; --num-fewshot does not \

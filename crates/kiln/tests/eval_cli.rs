@@ -360,3 +360,56 @@ fn generation_tasks_run_locally_and_through_an_endpoint_alike() {
         assert_eq!(a["exact_match"], b["exact_match"]);
     }
 }
+
+#[test]
+fn perplexity_tasks_agree_with_their_samples_and_through_an_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m");
+    write_tiny_llama(&model, &TinyLlamaSpec::default()).unwrap();
+    let docs = dir.path().join("docs.jsonl");
+    let lines: Vec<String> = (0..5)
+        .map(|i| {
+            let text = format!("Document {i}.\n").repeat(3 + i) + "the end of it";
+            serde_json::json!({"id": i, "text": text}).to_string()
+        })
+        .collect();
+    std::fs::write(&docs, lines.join("\n") + "\n").unwrap();
+    let local = dir.path().join("local");
+    ok(&eval(model.to_str().unwrap(), &docs, &local, &[]));
+    let t = &results(&local)["tasks"]["docs"];
+    let s: Vec<serde_json::Value> = std::fs::read_to_string(local.join("samples_docs.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let sum = |k: &str| s.iter().map(|x| x[k].as_f64().unwrap()).sum::<f64>();
+    let nll = -sum("logprob");
+    assert!(nll > 0.0);
+    let ppl = t["token_perplexity"].as_f64().unwrap();
+    assert!(
+        (ppl - (nll / sum("tokens")).exp()).abs() < 1e-9 * ppl,
+        "{t}"
+    );
+    let bpb = t["bits_per_byte"].as_f64().unwrap();
+    assert!(
+        (bpb - nll / sum("bytes") / std::f64::consts::LN_2).abs() < 1e-12,
+        "{t}"
+    );
+    assert!(
+        (t["word_perplexity"].as_f64().unwrap() - (nll / sum("words")).exp()).abs() < 1e-6 * ppl
+    );
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/v1");
+    let _server = serve("tiny", &model, port);
+    let remote = dir.path().join("remote");
+    ok(&eval(
+        "tiny",
+        &docs,
+        &remote,
+        &["--endpoint", &url, "--tokenizer", model.to_str().unwrap()],
+    ));
+    let r = results(&remote)["tasks"]["docs"]["token_perplexity"]
+        .as_f64()
+        .unwrap();
+    assert!((r / ppl - 1.0).abs() < 1e-4, "endpoint {r} vs local {ppl}");
+}

@@ -12,8 +12,9 @@ use kiln_eval::compare::{compare_runs, Run};
 use kiln_eval::html_report::{html_report, LabelledRun};
 use kiln_eval::{
     code_exec::CodeExecutor, fingerprint::model_fingerprint, load_task, results_json,
-    run_code_task, run_gen_task, run_task, samples_path, sandbox::SandboxLimits, write_results,
-    Backend, CodeSampling, EndpointBackend, EndpointOptions, LocalBackend, RunOptions, TaskItems,
+    run_code_task, run_gen_task, run_rolling_task, run_task, samples_path, sandbox::SandboxLimits,
+    write_results, Backend, CodeSampling, EndpointBackend, EndpointOptions, LocalBackend,
+    RunOptions, TaskItems,
 };
 use serde_json::json;
 
@@ -89,7 +90,8 @@ pub struct GateArgs {
 /// {"id", "query", "choices": [...], "gold": index[, "target_delimiter": " "]}, with
 /// few-shot examples for --num-fewshot from NAME.dev.jsonl beside it; or open questions
 /// {"id", "prompt", "answers": [...][, "stop", "max_tokens"]}, answered greedily and scored
-/// by exact match, F1, BLEU and ROUGE-L.
+/// by exact match, F1, BLEU and ROUGE-L; or documents {"id", "text"} (or a .txt file, one
+/// document), scored as token, word and byte perplexity and bits per byte.
 #[derive(ClapArgs, Debug)]
 #[command(after_help = "Examples:\n  \
     kiln eval run -m SmolLM2-135M-Instruct.Q4_1.gguf --tasks hellaswag,arc_easy --out runs/eval\n  \
@@ -381,6 +383,10 @@ fn run_eval(a: RunArgs) -> Result<()> {
             }
             TaskItems::Gen(_) => {
                 run_gen_task(backend.as_gen(), task, &samples, &opts, &progress).map(|r| r.summary)
+            }
+            TaskItems::Rolling(_) => {
+                run_rolling_task(backend.as_loglik(), task, &samples, &opts, &progress)
+                    .map(|r| r.summary)
             }
             TaskItems::Code(_) => run_code_task(
                 backend.as_gen(),
