@@ -1,8 +1,10 @@
 //! `--scorer` for `kiln data prefs` and `kiln finetune eval`: the checks kiln-train defines,
-//! and an LLM judge behind any OpenAI-compatible endpoint (the one HTTP call, kept here).
+//! and an LLM judge behind any OpenAI-compatible endpoint (kiln eval's judge).
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{Args as ClapArgs, ValueEnum};
+use kiln_eval::judge::{parse_rating, single_prompt, DEFAULT_RUBRIC};
+use kiln_eval::{EndpointBackend, EndpointOptions, GenBackend};
 use kiln_train::error::TrainError;
 use kiln_train::task::{ContainsAnswer, ExactAnswer, FinalNumber, RegexScorer, Scorer, TaskItem};
 
@@ -55,68 +57,33 @@ impl ScorerArgs {
                 let Some(url) = &self.judge_url else {
                     bail!("--scorer judge needs --judge-url (an OpenAI-compatible /v1 base URL)");
                 };
-                Box::new(JudgeScorer {
-                    url: format!("{}/chat/completions", url.trim_end_matches('/')),
-                    model: self.judge_model.clone(),
-                    key: std::env::var(&self.judge_key_env).ok(),
-                })
+                Box::new(JudgeScorer::new(
+                    url,
+                    &self.judge_model,
+                    std::env::var(&self.judge_key_env).ok(),
+                ))
             }
         })
     }
 }
 
-/// Asks a chat model to rate a response 1-10 and scores (rating - 1) / 9.
+/// Asks a chat model to rate a response 1-10 (kiln eval's single-answer judge prompt and
+/// rating parser, through its endpoint backend) and scores (rating - 1) / 9.
 pub struct JudgeScorer {
-    pub url: String,
-    pub model: String,
-    pub key: Option<String>,
+    backend: EndpointBackend,
 }
+
+/// Tokens the judge may write: a short explanation, then "Rating: [[n]]".
+const JUDGE_MAX_TOKENS: usize = 256;
 
 impl JudgeScorer {
-    fn prompt(item: &TaskItem, completion: &str) -> String {
-        let question: Vec<&str> = item.messages.iter().map(|m| m.content.as_str()).collect();
-        let reference = item
-            .answer
-            .as_deref()
-            .map(|a| format!("\nReference answer: {a}\n"))
-            .unwrap_or_default();
-        format!(
-            "Rate how well the response answers the question, from 1 (useless or wrong) to 10 \
-             (correct and complete). Reply with the number only.\n\nQuestion: {}\n{reference}\
-             \nResponse: {completion}",
-            question.join("\n")
-        )
-    }
-
-    fn ask(&self, prompt: &str) -> Result<String> {
-        let body = serde_json::json!({
-            "model": self.model,
-            "messages": [{"role": "user", "content": prompt}],
-            "temperature": 0,
-            "max_tokens": 8,
-        });
-        let mut req = ureq::post(&self.url).timeout(std::time::Duration::from_secs(120));
-        if let Some(k) = &self.key {
-            req = req.set("Authorization", &format!("Bearer {k}"));
+    pub fn new(url: &str, model: &str, key: Option<String>) -> Self {
+        let mut opts = EndpointOptions::new(url, model);
+        opts.api_key = key;
+        Self {
+            backend: EndpointBackend::new(opts, None),
         }
-        let resp: serde_json::Value = req
-            .send_json(body)
-            .with_context(|| format!("judge request to {}", self.url))?
-            .into_json()
-            .with_context(|| format!("judge response from {} is not JSON", self.url))?;
-        resp["choices"][0]["message"]["content"]
-            .as_str()
-            .map(str::to_string)
-            .with_context(|| format!("judge response from {} has no message: {resp}", self.url))
     }
-}
-
-/// The first integer 1-10 in the judge's reply.
-pub fn parse_rating(reply: &str) -> Option<u32> {
-    reply
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|s| !s.is_empty())
-        .find_map(|s| s.parse::<u32>().ok().filter(|r| (1..=10).contains(r)))
 }
 
 impl Scorer for JudgeScorer {
@@ -124,9 +91,17 @@ impl Scorer for JudgeScorer {
         "judge"
     }
     fn score(&self, item: &TaskItem, completion: &str) -> kiln_train::error::Result<f64> {
+        let question: Vec<&str> = item.messages.iter().map(|m| m.content.as_str()).collect();
+        let prompt = single_prompt(
+            DEFAULT_RUBRIC,
+            &question.join("\n"),
+            completion,
+            item.answer.as_deref(),
+        );
         let reply = self
-            .ask(&Self::prompt(item, completion))
-            .map_err(|e| TrainError::InvalidArgument(format!("{e:#}")))?;
+            .backend
+            .chat(&prompt, JUDGE_MAX_TOKENS)
+            .map_err(|e| TrainError::InvalidArgument(format!("judge: {e}")))?;
         let rating = parse_rating(&reply).ok_or_else(|| {
             TrainError::InvalidArgument(format!(
                 "line {}: the judge replied {reply:?}, not a rating from 1 to 10",
@@ -214,17 +189,13 @@ mod tests {
         assert_eq!(sent["model"], "judge-model");
         let content = sent["messages"][0]["content"].as_str().unwrap();
         assert!(content.contains("What is 2+2?") && content.contains("It is 4."));
-        assert!(content.contains("Reference answer: 4"));
+        assert!(content.contains("[Reference answer]\n4"));
     }
 
     #[test]
     fn a_judge_reply_without_a_rating_is_an_error_naming_the_line() {
         let (url, server) = fake_endpoint("I cannot rate this.");
-        let judge = JudgeScorer {
-            url: format!("{url}/chat/completions"),
-            model: "m".into(),
-            key: None,
-        };
+        let judge = JudgeScorer::new(&url, "m", None);
         let err = judge.score(&item(), "4").unwrap_err().to_string();
         server.join().unwrap();
         assert!(
