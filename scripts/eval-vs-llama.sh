@@ -35,13 +35,21 @@ mkdir -p "$OUT/llama"
 LIMIT_ARGS=()
 [ -n "${LIMIT:-}" ] && LIMIT_ARGS=(--limit "$LIMIT")
 
+# Both halves resume: kiln keeps the questions already in OUT/kiln (--resume), and a task
+# llama.cpp finished (its OUT/llama/TASK.json) is not run again. The speed figures of a
+# resumed run cover only the questions scored in it.
 "$KILN" --threads "$THREADS" eval run -m "$MODEL" --tasks "$TASKS" --tasks-dir "$TASKS_DIR" \
-  --out "$OUT/kiln" "${LIMIT_ARGS[@]}" >/dev/null
+  --out "$OUT/kiln" --resume "${LIMIT_ARGS[@]}" >/dev/null
 for t in ${TASKS//,/ }; do
+  if [ -s "$OUT/llama/$t.json" ]; then
+    echo "eval-vs-llama: llama.cpp on $t already done ($OUT/llama/$t.json)" >&2
+    continue
+  fi
   echo "eval-vs-llama: llama.cpp on $t" >&2
   "$PY" scripts/olmes_llama_cpp.py "$MODEL" "$TASKS_DIR/$t/rc_0shot/requests.jsonl.gz" \
     --threads "$THREADS" --samples "$OUT/llama/samples_$t.jsonl" "${LIMIT_ARGS[@]}" \
-    > "$OUT/llama/$t.json"
+    > "$OUT/llama/$t.json.tmp"
+  mv "$OUT/llama/$t.json.tmp" "$OUT/llama/$t.json"
 done
 
 python3 - "$OUT" "$TASKS" <<'PY'
