@@ -107,7 +107,7 @@ pub fn run(a: JudgeArgs) -> Result<()> {
         "mode": file.mode,
         "n": run.summary.n,
         "metrics": metrics,
-        "unreadable_replies": unreadable,
+        "items_with_unreadable_replies": unreadable,
         "agreement": agreement,
         "judge": backend.describe(),
         "kiln_version": env!("CARGO_PKG_VERSION"),
@@ -144,7 +144,8 @@ pub fn run(a: JudgeArgs) -> Result<()> {
     }
     if unreadable > 0 {
         eprintln!(
-            "{unreadable} judge replies held no verdict (counted as rating 1 / a tie); see {}",
+            "{unreadable} items got a judge reply without a verdict (counted as rating 1, or a \
+             tie in that order); see {}",
             a.out.join("judgments.jsonl").display()
         );
     }
