@@ -167,20 +167,34 @@ pub fn summarize(xs: &[f64], seed: u64) -> Summary {
     } else {
         0.0
     };
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut means: Vec<f64> = (0..BOOTSTRAP_RESAMPLES)
-        .map(|_| (0..n).map(|_| xs[rng.random_range(0..n)]).sum::<f64>() / n as f64)
-        .collect();
-    means.sort_by(f64::total_cmp);
-    let at = |q: f64| {
-        means
-            [((q * (BOOTSTRAP_RESAMPLES - 1) as f64).round() as usize).min(BOOTSTRAP_RESAMPLES - 1)]
-    };
+    let means = bootstrap(n, seed, |idx| idx.map(|i| xs[i]).sum::<f64>() / n as f64);
     Summary {
         mean,
         stderr: (var / n as f64).sqrt(),
-        ci: [at(0.025), at(0.975)],
+        ci: percentile_interval(&means),
     }
+}
+
+/// `stat` of [`BOOTSTRAP_RESAMPLES`] seeded resamples (with replacement) of the indices
+/// 0..n, sorted.
+pub fn bootstrap(
+    n: usize,
+    seed: u64,
+    stat: impl Fn(&mut dyn Iterator<Item = usize>) -> f64,
+) -> Vec<f64> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut out: Vec<f64> = (0..BOOTSTRAP_RESAMPLES)
+        .map(|_| stat(&mut (0..n).map(|_| rng.random_range(0..n))))
+        .collect();
+    out.sort_by(f64::total_cmp);
+    out
+}
+
+/// The 95% percentile interval of sorted bootstrap statistics.
+pub fn percentile_interval(sorted: &[f64]) -> [f64; 2] {
+    let at =
+        |q: f64| sorted[((q * (sorted.len() - 1) as f64).round() as usize).min(sorted.len() - 1)];
+    [at(0.025), at(0.975)]
 }
 
 /// Paired bootstrap of the mean difference `b - a` over the same questions: the mean and

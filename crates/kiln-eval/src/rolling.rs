@@ -8,13 +8,12 @@
 //! sums (total log-likelihood over total tokens, words or bytes), with bootstrap intervals
 //! from resampling documents.
 
-use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::LoglikBackend;
 use crate::error::Result;
 use crate::item::{LoglikRequest, McItem};
-use crate::metrics::Summary;
+use crate::metrics::{bootstrap, percentile_interval, Summary};
 use crate::olmes::{json_lines, line_error};
 
 /// The longest window, in characters (about a thousand tokens of English).
@@ -172,18 +171,13 @@ fn ratio_summary(num: &[f64], den: &[f64], f: impl Fn(f64) -> f64, seed: u64) ->
             ci: [f64::NAN; 2],
         };
     }
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut boots: Vec<f64> = (0..crate::metrics::BOOTSTRAP_RESAMPLES)
-        .map(|_| stat(&mut (0..n).map(|_| rng.random_range(0..n))))
-        .collect();
-    boots.sort_by(f64::total_cmp);
+    let boots = bootstrap(n, seed, |idx| stat(idx));
     let m = boots.iter().sum::<f64>() / boots.len() as f64;
-    let sd = (boots.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (boots.len() - 1) as f64).sqrt();
-    let at = |q: f64| boots[((q * (boots.len() - 1) as f64).round() as usize).min(boots.len() - 1)];
+    let var = boots.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (boots.len() - 1) as f64;
     Summary {
         mean,
-        stderr: sd,
-        ci: [at(0.025), at(0.975)],
+        stderr: var.sqrt(),
+        ci: percentile_interval(&boots),
     }
 }
 
