@@ -9,9 +9,11 @@ same metrics (acc: highest summed log-likelihood; acc_norm: per character of the
 continuation; ties to the first choice). Each question's shared context is evaluated once
 and every choice continues from it (the KV cache truncated back to the context).
 
-Usage: olmes_llama_cpp.py MODEL.gguf REQUESTS.jsonl.gz [--limit N] [--threads 2]
-                          [--samples OUT.jsonl]
-Prints one JSON line: {"n", "acc", "acc_norm", "seconds", "items_per_second"}.
+Usage: olmes_llama_cpp.py MODEL.gguf REQUESTS.jsonl.gz [--offset K] [--limit N]
+                          [--threads 2] [--samples OUT.jsonl]
+       olmes_llama_cpp.py --count REQUESTS.jsonl.gz
+Prints one JSON line: {"n", "acc", "acc_norm", "seconds", "items_per_second"} (seconds from
+the first question, model loading left out), or with --count the number of questions.
 """
 import argparse
 import gzip
@@ -65,12 +67,18 @@ def continuation_logprob(llm, tokens, n_ctx):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
-    ap.add_argument("requests")
+    ap.add_argument("requests", nargs="?")
+    ap.add_argument("--count", action="store_true", help="print the number of questions")
+    ap.add_argument("--offset", type=int, default=0, help="skip the first K questions")
     ap.add_argument("--limit", type=int)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--samples")
     a = ap.parse_args()
-    items = read_items(a.requests)[: a.limit]
+    if a.count:
+        print(len(read_items(a.requests or a.model)))
+        return 0
+    items = read_items(a.requests)[a.offset:]
+    items = items[: a.limit] if a.limit is not None else items
     llm = Llama(model_path=a.model, n_ctx=2048, n_threads=a.threads, n_threads_batch=a.threads,
                 n_batch=512, logits_all=True, verbose=False)
     out = open(a.samples, "w") if a.samples else None
