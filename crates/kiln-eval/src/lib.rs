@@ -20,6 +20,7 @@ pub mod jsonl_task;
 pub mod judge;
 pub mod judge_run;
 pub mod metrics;
+pub mod mmlu;
 pub mod olmes;
 pub mod overlap;
 pub mod results;

