@@ -45,6 +45,7 @@ enum Command {
     Train(cmd::train::Args),
     Finetune(cmd::finetune::Args),
     Eval(cmd::eval::Args),
+    Rag(cmd::rag::Args),
     Serve(cmd::serve::Args),
 }
 
@@ -72,6 +73,7 @@ fn main() -> ExitCode {
         Command::Train(a) => cmd::train::run(a),
         Command::Finetune(a) => cmd::finetune::run(a),
         Command::Eval(a) => cmd::eval::run(a),
+        Command::Rag(a) => cmd::rag::run(a),
         Command::Serve(a) => cmd::serve::run(a),
     };
     match result {

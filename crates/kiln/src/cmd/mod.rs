@@ -12,6 +12,7 @@ pub mod perplexity;
 pub mod prefs;
 pub mod pull;
 pub mod quickstart;
+pub mod rag;
 pub mod scorer;
 pub mod serve;
 pub mod task_eval;
