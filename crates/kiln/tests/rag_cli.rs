@@ -210,7 +210,7 @@ fn killing_indexing_midway_keeps_the_last_commit() {
     let opened = RagIndex::open(&index).unwrap();
     let committed = opened.docs.len();
     assert!(
-        committed > 0 && committed < n && committed % 25 == 0,
+        committed > 0 && committed < n && committed.is_multiple_of(25),
         "{committed} documents"
     );
     assert_eq!(opened.bm25.len() as usize, opened.chunks.len());

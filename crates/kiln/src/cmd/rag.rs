@@ -78,12 +78,10 @@ impl EmbedderArgs {
                 .filter(|p| p.is_dir())
                 .unwrap_or_else(default_embedder),
         };
-        Embedder::load(&dir).with_context(|| {
-            format!(
-                "loading the embedder (fetch all-MiniLM-L6-v2 with scripts/fetch-assets.sh, or \
-                 pass --embedder DIR)"
-            )
-        })
+        Embedder::load(&dir).context(
+            "loading the embedder (fetch all-MiniLM-L6-v2 with scripts/fetch-assets.sh, or pass \
+             --embedder DIR)",
+        )
     }
 }
 
