@@ -10,7 +10,8 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{io_err, Result};
 
-fn sha256_files(files: &[std::path::PathBuf]) -> Result<String> {
+/// sha256 of the files' bytes, one after another.
+pub fn sha256_files(files: &[std::path::PathBuf]) -> Result<String> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     for f in files {

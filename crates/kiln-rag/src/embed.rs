@@ -4,14 +4,12 @@
 //! Texts are embedded in batches of similar length (less padding), each truncated to the
 //! model's `max_seq_length`.
 
-use std::io::Read;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
-use sha2::{Digest, Sha256};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 use crate::chunk::{TokenSpans, WordTokens};
@@ -70,7 +68,8 @@ impl Embedder {
             }))
             .map_err(|e| bad(format!("truncation: {e}")))?;
         let weights = dir.join("model.safetensors");
-        let sha256 = sha256_file(&weights)?;
+        let sha256 = kiln_eval::fingerprint::sha256_files(std::slice::from_ref(&weights))
+            .map_err(|e| bad(format!("hashing the weights: {e}")))?;
         // SAFETY: the weights file is mapped read-only and not written while the index runs.
         let vb =
             unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &Device::Cpu)? };
@@ -155,18 +154,4 @@ impl TokenSpans for Embedder {
 /// Cosine of two unit vectors.
 pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-fn sha256_file(path: &PathBuf) -> Result<String> {
-    let mut h = Sha256::new();
-    let mut f = std::fs::File::open(path).map_err(io_err(path))?;
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(io_err(path))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(format!("{:x}", h.finalize()))
 }
