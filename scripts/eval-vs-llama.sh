@@ -15,7 +15,8 @@
 #
 # Environment: TASKS (hellaswag,arc_easy,arc_challenge,piqa,winogrande), LIMIT (all),
 # CHUNK (500; 0 = whole task), THREADS (2), MODEL (the SmolLM2-135M-Instruct Q4_1 asset),
-# KILN_ASSETS, KILN_VENV, CARGO_TARGET_DIR. Needs scripts/fetch-assets.sh and
+# KILN_ASSETS, KILN_VENV, CARGO_TARGET_DIR, KILN_BIN (a kiln binary to use instead of building
+# one, so a long run is not changed by later builds). Needs scripts/fetch-assets.sh and
 # scripts/setup-reference.sh.
 set -euo pipefail
 
@@ -36,8 +37,12 @@ die() { echo "eval-vs-llama: $*" >&2; exit 1; }
 [ -d "$TASKS_DIR" ] || die "$TASKS_DIR is missing; run scripts/fetch-assets.sh"
 "$PY" -c 'import llama_cpp' 2>/dev/null || die "no llama-cpp-python in $VENV; run scripts/setup-reference.sh"
 
-cargo build --release -q -p kiln
-KILN="$CARGO_TARGET_DIR/release/kiln"
+if [ -n "${KILN_BIN:-}" ]; then
+  KILN="$KILN_BIN"
+else
+  cargo build --release -q -p kiln
+  KILN="$CARGO_TARGET_DIR/release/kiln"
+fi
 CHUNK="${CHUNK:-500}"
 
 # Questions in a task (unconditional requests left out), as the llama.cpp scorer reads them.

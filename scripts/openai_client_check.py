@@ -1,9 +1,11 @@
 """Checks kiln serve against the official OpenAI Python client.
 
-Usage: openai_client_check.py BASE_URL API_KEY MODEL
+Usage: openai_client_check.py BASE_URL API_KEY MODEL [EMBEDDER]
 (BASE_URL like http://127.0.0.1:8080/v1). Exercises chat, chat streaming with usage,
-completions with echo + logprobs, the model list, and a bad key; prints OK at the end and
-exits non-zero (with the failing assertion) otherwise.
+completions with echo + logprobs, the model list, and a bad key; with EMBEDDER (the test
+server's fake embedding model, whose vector of a text of n characters is
+[cos n, sin n, 0, ...]), embeddings as the client fetches them by default (base64) and as
+floats. Prints OK at the end and exits non-zero (with the failing assertion) otherwise.
 """
 
 import math
@@ -14,6 +16,7 @@ import openai
 
 def main() -> None:
     base_url, key, model = sys.argv[1:4]
+    embedder = sys.argv[4] if len(sys.argv) > 4 else None
     client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0)
 
     models = client.models.list()
@@ -80,6 +83,25 @@ def main() -> None:
         pass
     else:
         raise AssertionError("an unknown model was accepted")
+
+    if embedder is not None:
+        assert embedder in ids, ids
+        texts = ["kiln", "a longer sentence"]
+        for fmt in (None, "float"):
+            extra = {} if fmt is None else {"encoding_format": fmt}
+            emb = client.embeddings.create(model=embedder, input=texts, **extra)
+            assert [d.index for d in emb.data] == [0, 1], emb.data
+            for d, t in zip(emb.data, texts):
+                v = d.embedding
+                assert abs(v[0] - math.cos(len(t))) < 1e-6, (fmt, v[:2])
+                assert abs(v[1] - math.sin(len(t))) < 1e-6, (fmt, v[:2])
+            assert emb.usage.prompt_tokens > 0, emb.usage
+        try:
+            client.embeddings.create(model=model, input="x")
+        except openai.NotFoundError:
+            pass
+        else:
+            raise AssertionError("a chat model answered an embeddings request")
 
     print("OK")
 

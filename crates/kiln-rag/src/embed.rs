@@ -21,6 +21,8 @@ pub struct Embedder {
     /// The same tokenizer without padding or truncation: chunk boundaries by its tokens.
     span_tokenizer: Tokenizer,
     dim: usize,
+    /// Tokens read of a text; the rest is cut off.
+    max_len: usize,
     /// The directory's name, e.g. "all-MiniLM-L6-v2".
     pub name: String,
     /// The directory it was loaded from.
@@ -83,6 +85,7 @@ impl Embedder {
             tokenizer,
             span_tokenizer,
             dim: config.hidden_size,
+            max_len,
             name,
             dir: dir.to_path_buf(),
             sha256,
@@ -92,6 +95,19 @@ impl Embedder {
     /// Embedding width.
     pub fn dim(&self) -> usize {
         self.dim
+    }
+
+    /// Tokens of a text the model reads (special tokens included; a longer text is cut).
+    pub fn max_tokens(&self) -> usize {
+        self.max_len
+    }
+
+    /// Tokens the model reads of `text` (special tokens included, truncation applied).
+    pub fn count_tokens(&self, text: &str) -> Result<usize> {
+        self.tokenizer
+            .encode(text, true)
+            .map(|e| e.get_ids().len())
+            .map_err(|e| RagError::Other(format!("tokenizing for the embedder: {e}")))
     }
 
     /// Unit vectors for `texts`, in order, computed `batch_size` at a time.

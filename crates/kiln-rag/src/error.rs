@@ -24,6 +24,9 @@ pub enum RagError {
     Tantivy(#[from] tantivy::TantivyError),
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
+    /// The language model of reranking, query rewriting or answering.
+    #[error("llm: {0}")]
+    Llm(#[from] kiln_eval::EvalError),
     #[error("{0}")]
     Other(String),
 }

@@ -1,6 +1,7 @@
 //! `kiln rag eval`: each retrieval variant over a golden set, with per-query metrics
 //! (see `ir_metrics`) summarised as means with seeded 95% bootstrap intervals, the paired
-//! difference in nDCG@10 against a baseline variant, and search latency (p50, p95).
+//! difference in nDCG@10 against a baseline variant, and search latency (p50, p95: the
+//! whole pipeline, a language model's rewriting and reranking included).
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -11,14 +12,14 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::golden::GoldenQuery;
 use crate::ir_metrics::{query_metrics, QueryMetrics};
-use crate::retrieve::{Mode, Retriever};
+use crate::pipeline::{Pipeline, PipelineSpec};
 
 const SEED: u64 = 1234;
 
 #[derive(Debug, Clone)]
 pub struct Variant {
     pub name: String,
-    pub mode: Mode,
+    pub spec: PipelineSpec,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -34,13 +35,21 @@ pub struct VariantResult {
     pub ndcg10_vs_baseline: Option<Summary>,
     pub latency_ms_p50: f64,
     pub latency_ms_p95: f64,
-    #[serde(skip)]
-    pub per_query: Vec<QueryMetrics>,
+    pub per_query: Vec<QueryResult>,
+}
+
+/// One query's metrics and the first ten distinct documents it retrieved.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueryResult {
+    pub id: String,
+    #[serde(flatten)]
+    pub metrics: QueryMetrics,
+    pub top: Vec<String>,
 }
 
 /// Runs every variant over `queries`; `baseline` names the variant others are compared to.
 pub fn evaluate(
-    retriever: &Retriever,
+    pipeline: &Pipeline,
     queries: &[GoldenQuery],
     variants: &[Variant],
     k: usize,
@@ -54,14 +63,24 @@ pub fn evaluate(
         for (i, q) in queries.iter().enumerate() {
             let start = Instant::now();
             // Deeper than k in chunks, so k distinct documents remain after merging chunks.
-            let hits = retriever.search(&q.query, v.mode, 3 * k.max(10), &[])?;
+            let hits = pipeline.search(&q.query, v.spec, 3 * k.max(10), &[])?.hits;
             latency.push(start.elapsed().as_secs_f64() * 1e3);
             let ranked: Vec<String> = hits
                 .iter()
-                .map(|h| retriever.index.doc_of(h.row).id.clone())
+                .map(|h| pipeline.retriever.index.doc_of(h.row).id.clone())
                 .collect();
             let relevant: HashSet<String> = q.relevant.iter().cloned().collect();
-            per_query.push(query_metrics(&ranked, &relevant, k));
+            let mut top: Vec<String> = vec![];
+            for d in &ranked {
+                if top.len() < 10 && !top.contains(d) {
+                    top.push(d.clone());
+                }
+            }
+            per_query.push(QueryResult {
+                id: q.id.clone(),
+                metrics: query_metrics(&ranked, &relevant, k),
+                top,
+            });
             progress(&v.name, i + 1, queries.len());
         }
         latency.sort_by(f64::total_cmp);
@@ -69,7 +88,10 @@ pub fn evaluate(
             latency[((p * (latency.len() - 1) as f64).round() as usize).min(latency.len() - 1)]
         };
         let col = |f: fn(&QueryMetrics) -> f64| {
-            summarize(&per_query.iter().map(f).collect::<Vec<_>>(), SEED)
+            summarize(
+                &per_query.iter().map(|q| f(&q.metrics)).collect::<Vec<_>>(),
+                SEED,
+            )
         };
         results.push(VariantResult {
             name: v.name.clone(),
@@ -94,11 +116,15 @@ pub fn evaluate(
         });
     }
     if let Some(base) = baseline.and_then(|b| results.iter().position(|r| r.name == b)) {
-        let b: Vec<f64> = results[base].per_query.iter().map(|m| m.ndcg10).collect();
+        let b: Vec<f64> = results[base]
+            .per_query
+            .iter()
+            .map(|q| q.metrics.ndcg10)
+            .collect();
         let base_name = results[base].name.clone();
         for r in results.iter_mut() {
             if r.name != base_name {
-                let x: Vec<f64> = r.per_query.iter().map(|m| m.ndcg10).collect();
+                let x: Vec<f64> = r.per_query.iter().map(|q| q.metrics.ndcg10).collect();
                 r.ndcg10_vs_baseline = Some(paired_difference(&b, &x, SEED));
             }
         }

@@ -9,6 +9,7 @@ use std::str::FromStr;
 
 use crate::embed::Embedder;
 use crate::error::{RagError, Result};
+use crate::hnsw::Hnsw;
 use crate::index::RagIndex;
 use crate::indexer::{check_embedder, embedder_id};
 use crate::vectors::VectorStore;
@@ -56,13 +57,19 @@ pub struct Hit {
 pub struct Retriever<'a> {
     pub index: &'a RagIndex,
     pub embedder: &'a Embedder,
+    /// Dense search through this HNSW graph of the index's vectors instead of exactly.
+    pub ann: Option<&'a Hnsw>,
 }
 
 impl<'a> Retriever<'a> {
     /// Refuses an embedder other than the index's.
     pub fn new(index: &'a RagIndex, embedder: &'a Embedder) -> Result<Self> {
         check_embedder(&index.dir, &index.manifest, &embedder_id(embedder))?;
-        Ok(Self { index, embedder })
+        Ok(Self {
+            index,
+            embedder,
+            ann: None,
+        })
     }
 
     pub fn embed_query(&self, query: &str) -> Result<Vec<f32>> {
@@ -84,8 +91,11 @@ impl<'a> Retriever<'a> {
 
     pub fn dense(&self, vector: &[f32], k: usize, filters: &[String]) -> Vec<Hit> {
         let keep = |row: usize| filters.is_empty() || self.index.matches(row, filters);
-        self.index
-            .vectors
+        let store: &dyn VectorStore = match self.ann {
+            Some(h) => h,
+            None => &self.index.vectors,
+        };
+        store
             .search(vector, k, &keep)
             .into_iter()
             .map(|(row, score)| Hit { row, score })
@@ -100,22 +110,40 @@ impl<'a> Retriever<'a> {
         k: usize,
         filters: &[String],
     ) -> Result<Vec<Hit>> {
+        let vector = if mode == Mode::Bm25 {
+            vec![]
+        } else {
+            self.embed_query(query)?
+        };
+        self.search_with_vector(query, &vector, mode, k, filters)
+    }
+
+    /// The best `k` chunks, BM25 matching `query` and dense search `vector` (the query's
+    /// embedding, or another, as HyDE's).
+    pub fn search_with_vector(
+        &self,
+        query: &str,
+        vector: &[f32],
+        mode: Mode,
+        k: usize,
+        filters: &[String],
+    ) -> Result<Vec<Hit>> {
         // Fusion looks deeper than k into each list, so a chunk ranked modestly by both can
         // rise above one ranked high by a single list.
         let depth = (4 * k).max(50);
         Ok(match mode {
             Mode::Bm25 => self.bm25(query, k, filters)?,
-            Mode::Dense => self.dense(&self.embed_query(query)?, k, filters),
+            Mode::Dense => self.dense(vector, k, filters),
             Mode::Hybrid => {
                 let lists = [
                     self.bm25(query, depth, filters)?,
-                    self.dense(&self.embed_query(query)?, depth, filters),
+                    self.dense(vector, depth, filters),
                 ];
                 rrf(&lists, k)
             }
             Mode::Weighted { alpha } => {
                 let b = self.bm25(query, depth, filters)?;
-                let d = self.dense(&self.embed_query(query)?, depth, filters);
+                let d = self.dense(vector, depth, filters);
                 weighted(&b, &d, alpha, k)
             }
         })

@@ -11,6 +11,7 @@ use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::auth::ApiKeys;
+use crate::embeddings::EmbeddingModel;
 use crate::error::ServeError;
 use crate::metrics::Metrics;
 use crate::openai::error::ApiError;
@@ -25,6 +26,8 @@ pub struct AppState {
     pub keys: ApiKeys,
     pub limiter: RateLimiter,
     pub metrics: Arc<Metrics>,
+    /// Serves `/v1/embeddings` when present.
+    pub embedder: Option<Arc<dyn EmbeddingModel>>,
     shutting_down: AtomicBool,
 }
 
@@ -32,6 +35,15 @@ impl AppState {
     pub fn new(
         engines: Vec<kiln_engine::EngineHandle>,
         options: ServeOptions,
+    ) -> Result<Arc<Self>, ServeError> {
+        Self::with_embedder(engines, options, None)
+    }
+
+    /// A state that also serves `/v1/embeddings` with `embedder`.
+    pub fn with_embedder(
+        engines: Vec<kiln_engine::EngineHandle>,
+        options: ServeOptions,
+        embedder: Option<Arc<dyn EmbeddingModel>>,
     ) -> Result<Arc<Self>, ServeError> {
         if options.max_body_bytes == 0 {
             return Err(ServeError::Option("the body limit must be above 0".into()));
@@ -42,6 +54,7 @@ impl AppState {
             keys: ApiKeys::new(options.api_keys.iter().cloned()),
             limiter: RateLimiter::new(options.rate_limits),
             metrics: Arc::new(metrics),
+            embedder,
             models,
             options,
             shutting_down: AtomicBool::new(false),
@@ -67,6 +80,7 @@ pub fn app(state: Arc<AppState>) -> Router {
     let v1 = Router::new()
         .route("/chat/completions", post(routes::chat::chat_completions))
         .route("/completions", post(routes::completions::completions))
+        .route("/embeddings", post(routes::embeddings::embeddings))
         .route("/models", get(routes::models::list))
         .route("/models/{*model}", get(routes::models::retrieve))
         .route_layer(middleware::from_fn_with_state(

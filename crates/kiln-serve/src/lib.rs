@@ -12,6 +12,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod embeddings;
 pub mod error;
 pub mod generation;
 pub mod histogram;
@@ -28,6 +29,7 @@ pub mod server;
 pub mod sse;
 
 pub use app::{app, AppState};
+pub use embeddings::EmbeddingModel;
 pub use error::ServeError;
 pub use model_spec::ModelSpec;
 pub use options::{RateLimits, ServeOptions};

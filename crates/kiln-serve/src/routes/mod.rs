@@ -4,6 +4,7 @@ pub mod chat;
 mod chat_stream;
 pub mod completions;
 mod completions_stream;
+pub mod embeddings;
 pub mod health;
 mod legacy_logprobs;
 pub mod metrics;

@@ -41,9 +41,19 @@ impl TestServer {
 
     /// One engine per name, each on its own copy of the tiny model.
     pub async fn start_models(names: &[&str], config: EngineConfig, options: ServeOptions) -> Self {
+        Self::start_with_embedder(names, config, options, None).await
+    }
+
+    /// As `start_models`, serving `/v1/embeddings` with `embedder`.
+    pub async fn start_with_embedder(
+        names: &[&str],
+        config: EngineConfig,
+        options: ServeOptions,
+        embedder: Option<Arc<dyn kiln_serve::EmbeddingModel>>,
+    ) -> Self {
         let (dirs, engines): (Vec<_>, Vec<_>) =
             names.iter().map(|n| tiny_engine(n, config.clone())).unzip();
-        let state = AppState::new(engines.clone(), options).unwrap();
+        let state = AppState::with_embedder(engines.clone(), options, embedder).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
@@ -112,6 +122,34 @@ impl TestServer {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         s
+    }
+}
+
+/// A deterministic embedding model: a text of n characters is [cos n, sin n, 0, 0], and
+/// each character is a token.
+pub struct FakeEmbedder;
+
+impl kiln_serve::EmbeddingModel for FakeEmbedder {
+    fn name(&self) -> &str {
+        "fake-embedder"
+    }
+    fn dim(&self) -> usize {
+        4
+    }
+    fn max_input_tokens(&self) -> usize {
+        128
+    }
+    fn count_tokens(&self, text: &str) -> Result<usize, String> {
+        Ok(text.chars().count())
+    }
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
+        Ok(texts
+            .iter()
+            .map(|t| {
+                let n = t.chars().count() as f32;
+                vec![n.cos(), n.sin(), 0.0, 0.0]
+            })
+            .collect())
     }
 }
 

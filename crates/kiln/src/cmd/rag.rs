@@ -6,10 +6,12 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Args as ClapArgs, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use kiln_eval::backend::Backend;
 use kiln_rag::index::read_manifest;
 use kiln_rag::loaders::load_paths;
 use kiln_rag::{
-    delete_documents, index_documents, Chunker, Embedder, IndexOptions, Mode, RagIndex, Retriever,
+    delete_documents, index_documents, Chunker, Embedder, IndexOptions, LlmReranker, Pipeline,
+    PipelineSpec, RagIndex, Reranker, Retriever,
 };
 use serde_json::json;
 
@@ -25,6 +27,7 @@ pub enum RagCommand {
     Index(IndexArgs),
     Query(QueryArgs),
     Delete(DeleteArgs),
+    Ask(AskArgs),
     Golden(GoldenArgs),
     Eval(EvalArgs),
 }
@@ -85,6 +88,94 @@ impl EmbedderArgs {
     }
 }
 
+/// The language model that reranks, rewrites queries and answers.
+#[derive(ClapArgs, Debug)]
+pub struct LlmArgs {
+    /// A local model (GGUF file or Hugging Face directory; default: SmolLM2-135M-Instruct
+    /// under $KILN_ASSETS); with --llm-endpoint, the served model's name.
+    #[arg(long)]
+    pub llm: Option<String>,
+    /// An OpenAI-compatible API base URL (e.g. http://127.0.0.1:8080/v1) that serves the
+    /// language model instead of a local one.
+    #[arg(long)]
+    pub llm_endpoint: Option<String>,
+    /// API key for --llm-endpoint.
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Chunks the reranker reads (the first stage's best).
+    #[arg(long, default_value_t = kiln_rag::pipeline::RERANK_DEPTH)]
+    pub rerank_depth: usize,
+}
+
+impl LlmArgs {
+    /// Starts the language model; `concurrency` is how many requests will be in flight.
+    fn backend(&self, concurrency: usize) -> Result<Box<dyn Backend>> {
+        let model = match (&self.llm, &self.llm_endpoint) {
+            (Some(m), _) => m.clone(),
+            (None, Some(_)) => bail!("--llm-endpoint needs --llm NAME (the served model)"),
+            (None, None) => assets_path("SmolLM2-135M-Instruct.Q4_1.gguf")
+                .display()
+                .to_string(),
+        };
+        if self.llm_endpoint.is_none() && !Path::new(&model).exists() {
+            bail!(
+                "the language model {model} does not exist (fetch it with \
+                 scripts/fetch-assets.sh, or pass --llm PATH or --llm-endpoint URL)"
+            );
+        }
+        super::eval::backend(
+            &super::eval::BackendArgs {
+                model,
+                adapter: None,
+                endpoint: self.llm_endpoint.clone(),
+                tokenizer: None,
+                retries: 4,
+                api_key: self.api_key.clone(),
+                max_batched_tokens: 1024,
+            },
+            concurrency,
+        )
+    }
+}
+
+/// A pipeline over `retriever`, with the language model's steps when `llm` is given.
+fn pipeline<'a>(
+    retriever: Retriever<'a>,
+    llm: Option<&'a dyn Backend>,
+    reranker: Option<&'a LlmReranker<'a>>,
+    rerank_depth: usize,
+) -> Pipeline<'a> {
+    let mut p = Pipeline::new(retriever);
+    p.llm = llm.map(|b| b.as_gen());
+    p.reranker = reranker.map(|r| r as &dyn Reranker);
+    p.rerank_depth = rerank_depth;
+    p
+}
+
+/// An HNSW graph over the index's vectors (default parameters), timed on stderr.
+fn build_hnsw(index: &RagIndex) -> kiln_rag::hnsw::Hnsw {
+    let start = Instant::now();
+    let g = kiln_rag::hnsw::Hnsw::build(index.vectors.clone(), Default::default());
+    eprintln!(
+        "HNSW over {} vectors built in {:.1} s",
+        index.chunks.len(),
+        start.elapsed().as_secs_f64()
+    );
+    g
+}
+
+/// MODE plus the --hyde/--decompose/--rerank flags as one pipeline.
+fn spec_of(mode: &str, hyde: bool, decompose: bool, rerank: bool) -> Result<PipelineSpec> {
+    let mut spec: PipelineSpec = mode.parse().map_err(anyhow::Error::msg)?;
+    spec.hyde |= hyde;
+    spec.decompose |= decompose;
+    spec.rerank |= rerank;
+    if spec.hyde && spec.mode == kiln_rag::Mode::Bm25 {
+        bail!("--hyde changes the dense query; use it with --mode dense, hybrid or weighted");
+    }
+    Ok(spec)
+}
+
 fn default_embedder() -> PathBuf {
     let assets = std::env::var_os("KILN_ASSETS")
         .map(PathBuf::from)
@@ -114,6 +205,20 @@ pub struct QueryArgs {
     /// scaled scores, ALPHA on dense, default 0.5).
     #[arg(long, default_value = "hybrid")]
     pub mode: String,
+    /// Rerank the best --rerank-depth chunks by the language model's P(Yes) that a chunk
+    /// answers the query.
+    #[arg(long)]
+    pub rerank: bool,
+    /// HyDE: dense search near a passage the language model writes to answer the query.
+    #[arg(long)]
+    pub hyde: bool,
+    /// Retrieve the language model's sub-questions too and fuse the lists.
+    #[arg(long)]
+    pub decompose: bool,
+    /// Dense search through an HNSW graph (built when the index is opened) instead of the
+    /// exact scan.
+    #[arg(long)]
+    pub hnsw: bool,
     /// Only documents whose metadata has KEY=VALUE (repeatable; all must hold).
     #[arg(long = "filter")]
     pub filters: Vec<String>,
@@ -122,6 +227,42 @@ pub struct QueryArgs {
     pub json: bool,
     #[command(flatten)]
     pub embedder: EmbedderArgs,
+    #[command(flatten)]
+    pub llm: LlmArgs,
+}
+
+/// Answer a question from the index: retrieve, number the chunks as sources, generate an
+/// answer that cites them as [n], and check each sentence against what it cites.
+#[derive(ClapArgs, Debug)]
+#[command(
+    after_help = "Each citation resolves to a document id and the chunk's byte span in that \
+    document. Sentences whose cited sources do not support them (too few of their words in \
+    the source and no close sentence by the embedder, or a number the source lacks) are \
+    flagged; an uncited sentence is attributed to a source that supports it, if one \
+    does.\n\nExample:\n  kiln rag ask --index runs/rag-golden/index --question \"is a \
+    daemon a kind of process\" --top-k 4"
+)]
+pub struct AskArgs {
+    #[arg(long)]
+    pub index: PathBuf,
+    #[arg(long)]
+    pub question: String,
+    /// Sources in the prompt.
+    #[arg(long, default_value_t = 4)]
+    pub top_k: usize,
+    /// Retrieval: MODE[+hyde][+decompose][+rerank] (see `kiln rag query`).
+    #[arg(long, default_value = "hybrid")]
+    pub mode: String,
+    /// Tokens of the answer.
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: usize,
+    /// Print the answer, sources and checks as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub embedder: EmbedderArgs,
+    #[command(flatten)]
+    pub llm: LlmArgs,
 }
 
 /// Remove documents (their chunks, vectors and BM25 entries) by id.
@@ -142,6 +283,7 @@ pub fn run(a: Args) -> Result<()> {
         RagCommand::Index(a) => index(a),
         RagCommand::Query(a) => query(a),
         RagCommand::Delete(a) => delete(a),
+        RagCommand::Ask(a) => ask(a),
         RagCommand::Golden(a) => golden(a),
         RagCommand::Eval(a) => eval(a),
     }
@@ -208,7 +350,7 @@ fn index(a: IndexArgs) -> Result<()> {
 }
 
 fn query(a: QueryArgs) -> Result<()> {
-    let mode: Mode = a.mode.parse().map_err(anyhow::Error::msg)?;
+    let spec = spec_of(&a.mode, a.hyde, a.decompose, a.rerank)?;
     for f in &a.filters {
         if !f.contains('=') {
             bail!("--filter '{f}': expected KEY=VALUE");
@@ -216,9 +358,24 @@ fn query(a: QueryArgs) -> Result<()> {
     }
     let index = RagIndex::open(&a.index)?;
     let embedder = a.embedder.load(&a.index)?;
-    let retriever = Retriever::new(&index, &embedder)?;
+    let graph = a.hnsw.then(|| build_hnsw(&index));
+    let mut retriever = Retriever::new(&index, &embedder)?;
+    retriever.ann = graph.as_ref();
+    let llm = if spec.needs_llm() {
+        Some(a.llm.backend(a.llm.rerank_depth)?)
+    } else {
+        None
+    };
+    let reranker = llm.as_deref().map(|b| LlmReranker::new(b.as_loglik()));
+    let pipeline = pipeline(
+        retriever,
+        llm.as_deref(),
+        reranker.as_ref(),
+        a.llm.rerank_depth,
+    );
     let start = Instant::now();
-    let hits = retriever.search(&a.query, mode, a.top_k, &a.filters)?;
+    let retrieved = pipeline.search(&a.query, spec, a.top_k, &a.filters)?;
+    let hits = &retrieved.hits;
     let ms = start.elapsed().as_secs_f64() * 1e3;
     let results: Vec<serde_json::Value> = hits
         .iter()
@@ -232,11 +389,21 @@ fn query(a: QueryArgs) -> Result<()> {
         })
         .collect();
     if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({"results": results, "ms": ms}))?
-        );
+        let mut v = json!({"results": results, "ms": ms});
+        if let Some(h) = &retrieved.hypothetical {
+            v["hypothetical"] = json!(h);
+        }
+        if spec.decompose {
+            v["sub_questions"] = json!(retrieved.sub_questions);
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
+    }
+    if let Some(h) = &retrieved.hypothetical {
+        eprintln!("HyDE passage: {}", h.replace('\n', " "));
+    }
+    for q in &retrieved.sub_questions {
+        eprintln!("sub-question: {q}");
     }
     for (i, r) in results.iter().enumerate() {
         let text = r["text"].as_str().unwrap_or_default().replace('\n', " ");
@@ -254,7 +421,85 @@ fn query(a: QueryArgs) -> Result<()> {
             }
         );
     }
-    eprintln!("{} results in {ms:.1} ms ({:?})", results.len(), mode);
+    eprintln!("{} results in {ms:.1} ms ({})", results.len(), a.mode);
+    Ok(())
+}
+
+fn ask(a: AskArgs) -> Result<()> {
+    use kiln_rag::Verifier;
+    let spec: PipelineSpec = a.mode.parse().map_err(anyhow::Error::msg)?;
+    let index = RagIndex::open(&a.index)?;
+    let embedder = a.embedder.load(&a.index)?;
+    let retriever = Retriever::new(&index, &embedder)?;
+    let llm = a.llm.backend(a.llm.rerank_depth)?;
+    let reranker = LlmReranker::new(llm.as_loglik());
+    let pipeline = pipeline(
+        retriever,
+        Some(llm.as_ref()),
+        Some(&reranker),
+        a.llm.rerank_depth,
+    );
+    let verifier = Verifier::new(Some(&embedder));
+    let answer = kiln_rag::ask::ask(
+        &pipeline,
+        llm.as_gen(),
+        &verifier,
+        &a.question,
+        spec,
+        a.top_k,
+        a.max_tokens,
+    )?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(());
+    }
+    println!("{}\n", answer.answer);
+    for s in &answer.sources {
+        println!(
+            "[{}] {} ({}, bytes {}..{} of {})",
+            s.n,
+            s.title,
+            s.chunk_id,
+            s.start,
+            s.end,
+            s.source.display()
+        );
+    }
+    if !answer.sentences.is_empty() {
+        println!();
+    }
+    for s in &answer.sentences {
+        let cites = if !s.citations.is_empty() {
+            format!("cites {:?}", s.citations)
+        } else if let Some(n) = s.attributed {
+            format!("uncited, supported by [{n}]")
+        } else {
+            "uncited".into()
+        };
+        let mark = if s.support.supported { "ok  " } else { "FLAG" };
+        let mut why = format!("overlap {:.2}", s.support.overlap);
+        if let Some(c) = s.support.cosine {
+            why.push_str(&format!(", cosine {c:.2}"));
+        }
+        if !s.support.missing_numbers.is_empty() {
+            why.push_str(&format!(
+                ", numbers not in the source: {}",
+                s.support.missing_numbers.join(", ")
+            ));
+        }
+        if !s.invalid_citations.is_empty() {
+            why.push_str(&format!(
+                ", cites missing sources {:?}",
+                s.invalid_citations
+            ));
+        }
+        println!("{mark} {} ({cites}; {why})", s.text);
+    }
+    eprintln!(
+        "{} of {} sentences flagged as unsupported",
+        answer.unsupported,
+        answer.sentences.len()
+    );
     Ok(())
 }
 
@@ -312,13 +557,31 @@ pub struct EvalArgs {
     /// JSONL of {"id", "query", "relevant": [doc ids]} (`kiln rag golden` writes one).
     #[arg(long)]
     pub golden: PathBuf,
-    /// Comma-separated modes to compare (bm25, dense, hybrid, weighted[:ALPHA]).
+    /// Comma-separated pipelines to compare: MODE[+hyde][+decompose][+rerank], MODE one of
+    /// bm25, dense, hybrid, weighted[:ALPHA] (e.g. bm25,dense,hybrid,hybrid+rerank,hybrid+hyde).
     #[arg(
         long,
         value_delimiter = ',',
         default_value = "bm25,dense,hybrid,weighted"
     )]
     pub variants: Vec<String>,
+    /// Score only the first N queries.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Dense search through an HNSW graph of the vectors; its recall@k against the exact
+    /// search over the golden queries is printed first.
+    #[arg(long)]
+    pub hnsw: bool,
+    /// Also answer the first N queries with `ask` and rate the answers' faithfulness and
+    /// relevance by the language model as judge.
+    #[arg(long, default_value_t = 0)]
+    pub answers: usize,
+    /// The retrieval pipeline of the answered queries.
+    #[arg(long, default_value = "hybrid")]
+    pub answer_pipeline: String,
+    /// Sources per answer.
+    #[arg(long, default_value_t = 4)]
+    pub answer_sources: usize,
     #[arg(long, default_value_t = 10)]
     pub k: usize,
     /// The variant the others' nDCG@10 is compared with.
@@ -329,6 +592,8 @@ pub struct EvalArgs {
     pub out: Option<PathBuf>,
     #[command(flatten)]
     pub embedder: EmbedderArgs,
+    #[command(flatten)]
+    pub llm: LlmArgs,
 }
 
 fn assets_path(rel: &str) -> PathBuf {
@@ -400,20 +665,49 @@ fn eval(a: EvalArgs) -> Result<()> {
         .map(|v| {
             Ok(Variant {
                 name: v.clone(),
-                mode: v.parse().map_err(anyhow::Error::msg)?,
+                spec: v.parse().map_err(anyhow::Error::msg)?,
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let queries = read_golden(&a.golden)?;
+    let answer_spec: PipelineSpec = a.answer_pipeline.parse().map_err(anyhow::Error::msg)?;
+    let mut queries = read_golden(&a.golden)?;
+    if let Some(n) = a.limit {
+        queries.truncate(n);
+    }
     let index = RagIndex::open(&a.index)?;
     let embedder = a.embedder.load(&a.index)?;
-    let retriever = Retriever::new(&index, &embedder)?;
+    let graph = a.hnsw.then(|| build_hnsw(&index));
+    if let Some(g) = &graph {
+        use kiln_rag::hnsw::recall_at_k;
+        let texts: Vec<&str> = queries.iter().map(|q| q.query.as_str()).collect();
+        let vectors = embedder.embed(&texts, 32)?;
+        println!(
+            "HNSW recall@{} against exact search over the {} queries: {:.3}",
+            a.k,
+            vectors.len(),
+            recall_at_k(g, &index.vectors, &vectors, a.k)
+        );
+    }
+    let mut retriever = Retriever::new(&index, &embedder)?;
+    retriever.ann = graph.as_ref();
+    let llm = if variants.iter().any(|v| v.spec.needs_llm()) || a.answers > 0 {
+        Some(a.llm.backend(a.llm.rerank_depth)?)
+    } else {
+        None
+    };
+    let reranker = llm.as_deref().map(|b| LlmReranker::new(b.as_loglik()));
+    let pipeline = pipeline(
+        retriever,
+        llm.as_deref(),
+        reranker.as_ref(),
+        a.llm.rerank_depth,
+    );
     let bar = ProgressBar::new(0).with_style(ProgressStyle::with_template(
         "{prefix:>10} {bar:30} {pos}/{len} queries [{elapsed} < {eta}]",
     )?);
     let baseline = Some(a.baseline.as_str()).filter(|b| a.variants.iter().any(|v| v == b));
     let results = evaluate(
-        &retriever,
+        &pipeline,
         &queries,
         &variants,
         a.k,
@@ -433,8 +727,66 @@ fn eval(a: EvalArgs) -> Result<()> {
         index.docs.len(),
         index.chunks.len()
     );
+    let answers = match &llm {
+        Some(llm) if a.answers > 0 => {
+            let sample = &queries[..a.answers.min(queries.len())];
+            let verifier = kiln_rag::Verifier::new(Some(&embedder));
+            let abar = ProgressBar::new(0).with_style(ProgressStyle::with_template(
+                "{prefix:>10} {bar:30} {pos}/{len} answers [{elapsed} < {eta}]",
+            )?);
+            let report = kiln_rag::answer_eval::evaluate_answers(
+                &pipeline,
+                llm.as_gen(),
+                llm.as_gen(),
+                &verifier,
+                sample,
+                answer_spec,
+                a.answer_sources,
+                256,
+                &|done, total| {
+                    abar.set_prefix("answers");
+                    abar.set_length(total as u64);
+                    abar.set_position(done as u64);
+                },
+            )?;
+            abar.finish_and_clear();
+            let pc = |s: &kiln_eval::Summary| {
+                format!(
+                    "{:.1} [{:.1}, {:.1}]",
+                    100.0 * s.mean,
+                    100.0 * s.ci[0],
+                    100.0 * s.ci[1]
+                )
+            };
+            println!(
+                "\nanswers ({}, {} sources, judge {}): n {}, faithfulness {}, relevance {} \
+                 (judge ratings / 10; {} unrated), sentences supported by their citations {}{}, \
+                 {:.1} s per answer",
+                a.answer_pipeline,
+                a.answer_sources,
+                llm.describe()["path"]
+                    .as_str()
+                    .or(a.llm.llm.as_deref())
+                    .unwrap_or("-"),
+                report.n,
+                pc(&report.faithfulness),
+                pc(&report.relevance),
+                report.unrated,
+                pc(&report.supported_sentences),
+                report
+                    .accuracy
+                    .as_ref()
+                    .map(|s| format!(", answer starts with the right yes/no {}", pc(s)))
+                    .unwrap_or_default(),
+                report.seconds_per_answer
+            );
+            Some(report)
+        }
+        _ => None,
+    };
     if let Some(out) = &a.out {
-        let v = json!({"index": a.index, "golden": a.golden, "k": a.k, "variants": results});
+        let v = json!({"index": a.index, "golden": a.golden, "k": a.k, "variants": results,
+                       "answers": answers});
         std::fs::write(out, serde_json::to_string_pretty(&v)?)
             .with_context(|| out.display().to_string())?;
     }

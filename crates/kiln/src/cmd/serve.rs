@@ -71,6 +71,48 @@ pub struct Args {
     /// Largest request body, in MiB; larger ones get 413.
     #[arg(long, value_name = "MIB", default_value_t = 8.0)]
     pub max_body_mb: f64,
+    /// A sentence-transformers model directory (e.g. all-MiniLM-L6-v2) served at
+    /// /v1/embeddings under its directory's name, or NAME=DIR.
+    #[arg(long, value_name = "[NAME=]DIR")]
+    pub embedder: Option<String>,
+}
+
+/// kiln-rag's embedder as the server's embedding model.
+struct ServedEmbedder {
+    name: String,
+    embedder: kiln_rag::Embedder,
+}
+
+impl kiln_serve::EmbeddingModel for ServedEmbedder {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn dim(&self) -> usize {
+        self.embedder.dim()
+    }
+    fn max_input_tokens(&self) -> usize {
+        self.embedder.max_tokens()
+    }
+    fn count_tokens(&self, text: &str) -> Result<usize, String> {
+        self.embedder.count_tokens(text).map_err(|e| e.to_string())
+    }
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
+        self.embedder.embed(texts, 32).map_err(|e| e.to_string())
+    }
+}
+
+fn load_embedder(spec: &str) -> Result<std::sync::Arc<dyn kiln_serve::EmbeddingModel>> {
+    let (name, dir) = match spec.split_once('=') {
+        Some((n, d)) if !n.is_empty() && !std::path::Path::new(spec).exists() => {
+            (Some(n.to_string()), PathBuf::from(d))
+        }
+        _ => (None, PathBuf::from(spec)),
+    };
+    let embedder = kiln_rag::Embedder::load(&dir)
+        .with_context(|| format!("loading the embedder {}", dir.display()))?;
+    let name = name.unwrap_or_else(|| embedder.name.clone());
+    eprintln!("embedder {name:?} from {} at /v1/embeddings", dir.display());
+    Ok(std::sync::Arc::new(ServedEmbedder { name, embedder }))
 }
 
 impl Args {
@@ -126,7 +168,8 @@ pub fn run(a: Args) -> Result<()> {
         engines.push(engine);
     }
     let keys = options.api_keys.len();
-    let state = AppState::new(engines, options)?;
+    let embedder = a.embedder.as_deref().map(load_embedder).transpose()?;
+    let state = AppState::with_embedder(engines, options, embedder)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
