@@ -125,10 +125,16 @@ impl Drop for Server {
 
 /// Starts `kiln serve --model NAME=MODEL --port PORT` and waits until it accepts connections.
 pub fn serve(name: &str, model: &Path, port: u16) -> Server {
+    serve_with(name, model, port, &[])
+}
+
+/// As `serve`, with more arguments.
+pub fn serve_with(name: &str, model: &Path, port: u16, extra: &[&std::ffi::OsStr]) -> Server {
     let child = kiln()
         .args(["serve", "--model"])
         .arg(format!("{name}={}", model.display()))
         .args(["--port", &port.to_string()])
+        .args(extra)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
