@@ -5,14 +5,24 @@
 //! candidate is kept only if it is closer to the new node than to every link already
 //! kept), which keeps clusters connected. Scores are dot products of unit vectors, as in
 //! `FlatVectors`; with a filter the beam is widened and, if still short of k, the exact
-//! search answers instead, so filters never lose results.
+//! search answers instead, so filters never lose results. The graph is saved beside the
+//! generation's vectors (`gen-N/hnsw.bin`) the first time it is built, so a large corpus
+//! pays for it once per commit.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::io::Write;
+use std::path::Path;
 
 use rand::{Rng, SeedableRng};
 
+use crate::error::{io_err, RagError, Result};
+use crate::index::RagIndex;
 use crate::vectors::{dot, FlatVectors, VectorStore};
+
+const MAGIC: &[u8; 8] = b"KHNSW001";
+/// The graph's file in a generation directory.
+pub const HNSW_FILE: &str = "hnsw.bin";
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HnswParams {
@@ -87,6 +97,95 @@ impl Hnsw {
 
     pub fn vectors(&self) -> &FlatVectors {
         &self.vectors
+    }
+
+    /// Writes the graph (not the vectors) to `path` atomically: a temporary file, synced,
+    /// renamed over.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut b: Vec<u8> = MAGIC.to_vec();
+        let p = &self.params;
+        for x in [p.m, p.ef_construction, p.ef_search, self.links.len()] {
+            b.extend((x as u32).to_le_bytes());
+        }
+        b.extend(p.seed.to_le_bytes());
+        b.extend(self.entry.unwrap_or(u32::MAX).to_le_bytes());
+        for levels in &self.links {
+            b.push(levels.len() as u8);
+            for l in levels {
+                b.extend((l.len() as u32).to_le_bytes());
+                for &n in l {
+                    b.extend(n.to_le_bytes());
+                }
+            }
+        }
+        let tmp = path.with_extension("bin.tmp");
+        let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(&b).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+        std::fs::rename(&tmp, path).map_err(io_err(path))
+    }
+
+    /// Reads a graph saved by `save` over `vectors`; a file that does not fit them (another
+    /// size, a link out of range, cut short) is an error.
+    pub fn load(path: &Path, vectors: FlatVectors) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(io_err(path))?;
+        let bad = |what: &str| RagError::Index {
+            dir: path.to_path_buf(),
+            message: format!("HNSW graph: {what}"),
+        };
+        let mut r = Reader { b: &bytes, at: 0 };
+        if r.take(8).ok_or_else(|| bad("too short"))? != MAGIC {
+            return Err(bad("not a kiln HNSW file"));
+        }
+        let mut u32s = [0usize; 4];
+        for x in &mut u32s {
+            *x = r.u32().ok_or_else(|| bad("cut short"))? as usize;
+        }
+        let [m, ef_construction, ef_search, n] = u32s;
+        let seed = r.u64().ok_or_else(|| bad("cut short"))?;
+        if n != vectors.len() {
+            return Err(bad(&format!("{n} nodes for {} vectors", vectors.len())));
+        }
+        let entry = r.u32().ok_or_else(|| bad("cut short"))?;
+        let entry = (entry != u32::MAX).then_some(entry);
+        if entry.is_some_and(|e| e as usize >= n) || (entry.is_none() && n > 0) {
+            return Err(bad("entry point out of range"));
+        }
+        let mut links = Vec::with_capacity(n);
+        for _ in 0..n {
+            let levels = r.take(1).ok_or_else(|| bad("cut short"))?[0] as usize;
+            if levels == 0 {
+                return Err(bad("a node on no level"));
+            }
+            let mut node = Vec::with_capacity(levels);
+            for _ in 0..levels {
+                let count = r.u32().ok_or_else(|| bad("cut short"))? as usize;
+                let mut l = Vec::with_capacity(count.min(1024));
+                for _ in 0..count {
+                    let id = r.u32().ok_or_else(|| bad("cut short"))?;
+                    if id as usize >= n {
+                        return Err(bad("a link out of range"));
+                    }
+                    l.push(id);
+                }
+                node.push(l);
+            }
+            links.push(node);
+        }
+        if r.at != bytes.len() {
+            return Err(bad("trailing bytes"));
+        }
+        Ok(Self {
+            params: HnswParams {
+                m,
+                ef_construction,
+                ef_search,
+                seed,
+            },
+            vectors,
+            links,
+            entry,
+        })
     }
 
     fn score(&self, q: &[f32], node: u32) -> f32 {
@@ -270,6 +369,45 @@ impl VectorStore for Hnsw {
     }
 }
 
+/// Little-endian reads over a byte slice.
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        let s = self.b.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(s)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4)
+            .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        let s = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(s);
+        Some(u64::from_le_bytes(a))
+    }
+}
+
+/// The index's graph: read from its generation when saved there, else built (with
+/// `params`) and saved. The flag says whether it was built now. A graph that cannot be
+/// saved (a read-only index) is still returned.
+pub fn cached_hnsw(index: &RagIndex, params: HnswParams) -> Result<(Hnsw, bool)> {
+    let path = index.generation_dir().join(HNSW_FILE);
+    if path.exists() {
+        if let Ok(h) = Hnsw::load(&path, index.vectors.clone()) {
+            return Ok((h, false));
+        }
+    }
+    let h = Hnsw::build(index.vectors.clone(), params);
+    let _ = h.save(&path);
+    Ok((h, true))
+}
+
 /// Share of the exact top-k that the approximate search returns, averaged over `queries`.
 pub fn recall_at_k(
     ann: &dyn VectorStore,
@@ -371,6 +509,22 @@ mod tests {
         let exact = flat.search(q, 10, &keep);
         assert_eq!(filtered, exact);
         assert_eq!(filtered.len(), 6);
+        // Saved and loaded, the same graph answers the same.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(HNSW_FILE);
+        hnsw.save(&path).unwrap();
+        let loaded = Hnsw::load(&path, flat.clone()).unwrap();
+        assert_eq!(
+            loaded.search(q, 10, &|_| true),
+            hnsw.search(q, 10, &|_| true)
+        );
+        assert_eq!(loaded.links, hnsw.links);
+        // Cut short, or over other vectors: refused.
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
+        assert!(Hnsw::load(&path, flat.clone()).is_err());
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(Hnsw::load(&path, store(&rows[..10])).is_err());
         assert!(Hnsw::build(FlatVectors::new(4), HnswParams::default())
             .search(&[1.0, 0.0, 0.0, 0.0], 3, &|_| true)
             .is_empty());

@@ -9,6 +9,7 @@
 //! DIR/gen-N/chunks.jsonl one line per chunk (ids, byte span, text)
 //! DIR/gen-N/vectors.f32  one unit vector per chunk, in chunk order
 //! DIR/gen-N/bm25/        tantivy
+//! DIR/gen-N/hnsw.bin     the HNSW graph of the vectors, once `--hnsw` has built it
 //! ```
 //!
 //! A commit writes generation N+1 in full beside N, syncs it, then replaces manifest.json
@@ -219,6 +220,11 @@ impl RagIndex {
             vectors,
             bm25,
         })
+    }
+
+    /// The directory of the open generation.
+    pub fn generation_dir(&self) -> PathBuf {
+        gen_dir(&self.dir, self.manifest.generation)
     }
 
     /// The document a chunk row belongs to.

@@ -30,6 +30,6 @@ pub use error::{RagError, Result};
 pub use index::RagIndex;
 pub use indexer::{delete_documents, index_documents, IndexOptions, IndexReport};
 pub use pipeline::{Pipeline, PipelineSpec};
-pub use rerank::{LlmReranker, Reranker};
+pub use rerank::{LlmReranker, RerankKind, Reranker};
 pub use retrieve::{Hit, Mode, Retriever};
 pub use verify::Verifier;

@@ -1,6 +1,7 @@
 //! A retrieval pipeline: query rewriting (HyDE, decomposition), first-stage retrieval in
-//! one of the modes, then reranking. A variant is written `MODE[+hyde][+decompose][+rerank]`
-//! (`hybrid+rerank`, `dense+hyde`).
+//! one of the modes, then reranking. A variant is written
+//! `MODE[+hyde][+decompose][+rerank|+rerank-qlik]` (`hybrid+rerank`, `dense+hyde`): `rerank`
+//! by P(Yes), `rerank-qlik` by query likelihood.
 
 use std::str::FromStr;
 
@@ -9,7 +10,7 @@ use serde::Serialize;
 
 use crate::error::{RagError, Result};
 use crate::index::indexed_text;
-use crate::rerank::{rerank_hits, Reranker};
+use crate::rerank::{rerank_hits, RerankKind, Reranker};
 use crate::retrieve::{rrf, Hit, Mode, Retriever};
 use crate::rewrite::{hypothetical_passage, mean_direction, sub_questions};
 
@@ -21,7 +22,7 @@ pub struct PipelineSpec {
     pub mode: Mode,
     pub hyde: bool,
     pub decompose: bool,
-    pub rerank: bool,
+    pub rerank: Option<RerankKind>,
 }
 
 impl PipelineSpec {
@@ -30,13 +31,13 @@ impl PipelineSpec {
             mode,
             hyde: false,
             decompose: false,
-            rerank: false,
+            rerank: None,
         }
     }
 
     /// Whether a language model is needed (to rewrite or to rerank).
     pub fn needs_llm(&self) -> bool {
-        self.hyde || self.decompose || self.rerank
+        self.hyde || self.decompose || self.rerank.is_some()
     }
 }
 
@@ -50,10 +51,11 @@ impl FromStr for PipelineSpec {
             match p {
                 "hyde" => spec.hyde = true,
                 "decompose" => spec.decompose = true,
-                "rerank" => spec.rerank = true,
+                "rerank" => spec.rerank = Some(RerankKind::YesNo),
+                "rerank-qlik" => spec.rerank = Some(RerankKind::QueryLikelihood),
                 _ => {
                     return Err(format!(
-                        "'{s}': unknown step '{p}'; expected MODE[+hyde][+decompose][+rerank]"
+                        "'{s}': unknown step '{p}'; expected MODE[+hyde][+decompose][+rerank|+rerank-qlik]"
                     ))
                 }
             }
@@ -82,7 +84,8 @@ pub struct Pipeline<'a> {
     pub retriever: Retriever<'a>,
     /// Writes HyDE passages and sub-questions.
     pub llm: Option<&'a dyn GenBackend>,
-    pub reranker: Option<&'a dyn Reranker>,
+    /// The rerankers at hand, by kind.
+    pub rerankers: Vec<(RerankKind, Box<dyn Reranker + 'a>)>,
     pub rerank_depth: usize,
 }
 
@@ -91,7 +94,7 @@ impl<'a> Pipeline<'a> {
         Self {
             retriever,
             llm: None,
-            reranker: None,
+            rerankers: vec![],
             rerank_depth: RERANK_DEPTH,
         }
     }
@@ -123,7 +126,7 @@ impl<'a> Pipeline<'a> {
             }
             out.hypothetical = Some(passage);
         }
-        let fetch = if spec.rerank {
+        let fetch = if spec.rerank.is_some() {
             k.max(self.rerank_depth)
         } else {
             k
@@ -139,10 +142,15 @@ impl<'a> Pipeline<'a> {
                 hits = rrf(&lists, fetch);
             }
         }
-        if spec.rerank {
-            let reranker = self.reranker.ok_or_else(|| {
-                RagError::Other("reranking needs a language model (--llm)".into())
-            })?;
+        if let Some(kind) = spec.rerank {
+            let reranker = self
+                .rerankers
+                .iter()
+                .find(|(k, _)| *k == kind)
+                .map(|(_, r)| r.as_ref())
+                .ok_or_else(|| {
+                    RagError::Other("reranking needs a language model (--llm)".into())
+                })?;
             let index = r.index;
             hits = rerank_hits(reranker, query, hits, self.rerank_depth, &|row| {
                 indexed_text(&index.doc_of(row).title, &index.chunks[row].text)
@@ -162,7 +170,9 @@ mod tests {
     fn specs_parse() {
         let s: PipelineSpec = "hybrid+hyde+rerank".parse().unwrap();
         assert_eq!(s.mode, Mode::Hybrid);
-        assert!(s.hyde && s.rerank && !s.decompose);
+        assert!(s.hyde && s.rerank == Some(RerankKind::YesNo) && !s.decompose);
+        let q: PipelineSpec = "dense+rerank-qlik".parse().unwrap();
+        assert_eq!(q.rerank, Some(RerankKind::QueryLikelihood));
         assert!(s.needs_llm());
         let w: PipelineSpec = "weighted:0.3+decompose".parse().unwrap();
         assert_eq!(w.mode, Mode::Weighted { alpha: 0.3 });

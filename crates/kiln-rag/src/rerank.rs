@@ -1,7 +1,9 @@
 //! Reranking: a second, slower judge of relevance over the first stage's best chunks.
-//! kiln's reranker asks a language model pointwise (each passage on its own, as monoT5 and
-//! the "Yes/No" relevance prompts of LLM rerankers do) whether the passage is relevant, and
-//! scores it by the probability of "Yes" against "No". Any local model or OpenAI-compatible
+//! kiln's rerankers ask a language model about each passage on its own (pointwise), in one
+//! of two ways: the probability of "Yes" against "No" after a relevance question (as monoT5
+//! and the Yes/No prompts of LLM rerankers), or the likelihood of the query as a question
+//! the passage answers (UPR, Sachan et al. 2022), which asks the model for nothing but
+//! language modelling and so suits small models. Any local model or OpenAI-compatible
 //! endpoint serves, through kiln-eval's log-likelihood backends; a cross-encoder can
 //! implement the same trait.
 
@@ -16,52 +18,88 @@ pub trait Reranker: Send + Sync {
     fn scores(&self, query: &str, passages: &[&str]) -> Result<Vec<f32>>;
 }
 
-/// Pointwise relevance by a language model: P("Yes") / (P("Yes") + P("No")) after a
-/// relevance question.
+/// How a language model scores a passage's relevance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RerankKind {
+    /// P("Yes") / (P("Yes") + P("No")) after a relevance question.
+    YesNo,
+    /// log P(query | passage), the query read as a question the passage answers.
+    QueryLikelihood,
+}
+
+impl std::str::FromStr for RerankKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "yesno" => Ok(Self::YesNo),
+            "qlik" => Ok(Self::QueryLikelihood),
+            _ => Err(format!(
+                "unknown reranker '{s}'; expected yesno (P(Yes)) or qlik (query likelihood)"
+            )),
+        }
+    }
+}
+
+/// Pointwise relevance by a language model.
 pub struct LlmReranker<'a> {
     backend: &'a dyn LoglikBackend,
+    pub kind: RerankKind,
     /// Passages are cut to this many characters (at a word boundary), so a long chunk
     /// cannot push the question out of a small model's attention.
     pub max_passage_chars: usize,
 }
 
 impl<'a> LlmReranker<'a> {
-    pub fn new(backend: &'a dyn LoglikBackend) -> Self {
+    pub fn new(backend: &'a dyn LoglikBackend, kind: RerankKind) -> Self {
         Self {
             backend,
+            kind,
             max_passage_chars: 1500,
         }
     }
 
-    /// The question the model answers with " Yes" or " No".
-    pub fn prompt(&self, query: &str, passage: &str) -> String {
-        format!(
-            "Passage: {}\n\nQuestion: {}\n\nDoes the passage contain the answer to the \
-             question? Answer Yes or No.\nAnswer:",
-            truncate_words(passage.trim(), self.max_passage_chars),
-            query.trim()
-        )
+    /// The context the model reads and the continuations it scores.
+    pub fn request(&self, query: &str, passage: &str) -> (String, Vec<String>) {
+        let passage = truncate_words(passage.trim(), self.max_passage_chars);
+        match self.kind {
+            RerankKind::YesNo => (
+                format!(
+                    "Passage: {passage}\n\nQuestion: {}\n\nDoes the passage contain the \
+                     answer to the question? Answer Yes or No.\nAnswer:",
+                    query.trim()
+                ),
+                vec![" Yes".into(), " No".into()],
+            ),
+            RerankKind::QueryLikelihood => (
+                format!(
+                    "Passage: {passage}\n\nWrite a question that this passage answers.\nQuestion:"
+                ),
+                vec![format!(" {}", query.trim())],
+            ),
+        }
     }
 
     fn relevance(&self, query: &str, passage: &str) -> Result<f32> {
-        let context = self.prompt(query, passage);
+        let (context, continuations) = self.request(query, passage);
         let item = McItem {
             doc_id: 0,
             native_id: serde_json::Value::Null,
-            choices: [" Yes", " No"]
-                .iter()
-                .map(|c| LoglikRequest {
+            choices: continuations
+                .into_iter()
+                .map(|continuation| LoglikRequest {
                     context: context.clone(),
-                    continuation: c.to_string(),
+                    continuation,
                 })
                 .collect(),
             gold: 0,
         };
         let s = self.backend.score(&item)?;
-        match s.as_slice() {
-            [yes, no] => Ok(sigmoid(yes.logprob - no.logprob) as f32),
+        match (self.kind, s.as_slice()) {
+            (RerankKind::YesNo, [yes, no]) => Ok(sigmoid(yes.logprob - no.logprob) as f32),
+            // Every passage is scored on the same query tokens: the sum ranks as the mean.
+            (RerankKind::QueryLikelihood, [q]) => Ok(q.logprob as f32),
             _ => Err(RagError::Other(format!(
-                "the reranker's model scored {} of 2 choices",
+                "the reranker's model scored {} choices",
                 s.len()
             ))),
         }

@@ -123,7 +123,8 @@ pub fn split_sentences(text: &str) -> Vec<CitedSentence> {
 fn push_segment(seg: &str, out: &mut Vec<CitedSentence>) {
     let (clean, cites) = take_citations(seg);
     let clean = clean.trim().to_string();
-    if clean.chars().any(char::is_alphanumeric) {
+    // A segment without letters ("1." of a numbered list, a lone "[2]") is not a sentence.
+    if clean.chars().any(char::is_alphabetic) {
         out.push(CitedSentence {
             text: clean,
             citations: cites,
@@ -318,6 +319,9 @@ mod tests {
             "See [note] here."
         );
         assert_eq!(split_sentences("Version 3.12 is out.").len(), 1);
+        let listed = split_sentences("1. The answer is no. 2. It is yes [2].");
+        let texts: Vec<&str> = listed.iter().map(|c| c.text.as_str()).collect();
+        assert_eq!(texts, ["The answer is no.", "It is yes."]);
     }
 
     #[test]

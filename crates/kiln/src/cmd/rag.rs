@@ -11,7 +11,7 @@ use kiln_rag::index::read_manifest;
 use kiln_rag::loaders::load_paths;
 use kiln_rag::{
     delete_documents, index_documents, Chunker, Embedder, IndexOptions, LlmReranker, Pipeline,
-    PipelineSpec, RagIndex, Reranker, Retriever,
+    PipelineSpec, RagIndex, RerankKind, Retriever,
 };
 use serde_json::json;
 
@@ -142,34 +142,45 @@ impl LlmArgs {
 fn pipeline<'a>(
     retriever: Retriever<'a>,
     llm: Option<&'a dyn Backend>,
-    reranker: Option<&'a LlmReranker<'a>>,
     rerank_depth: usize,
 ) -> Pipeline<'a> {
     let mut p = Pipeline::new(retriever);
     p.llm = llm.map(|b| b.as_gen());
-    p.reranker = reranker.map(|r| r as &dyn Reranker);
+    if let Some(b) = llm {
+        for kind in [RerankKind::YesNo, RerankKind::QueryLikelihood] {
+            p.rerankers
+                .push((kind, Box::new(LlmReranker::new(b.as_loglik(), kind))));
+        }
+    }
     p.rerank_depth = rerank_depth;
     p
 }
 
-/// An HNSW graph over the index's vectors (default parameters), timed on stderr.
-fn build_hnsw(index: &RagIndex) -> kiln_rag::hnsw::Hnsw {
+/// The index's HNSW graph (default parameters): read from its generation, or built there
+/// and timed on stderr.
+fn build_hnsw(index: &RagIndex) -> Result<kiln_rag::hnsw::Hnsw> {
     let start = Instant::now();
-    let g = kiln_rag::hnsw::Hnsw::build(index.vectors.clone(), Default::default());
+    let (g, built) = kiln_rag::hnsw::cached_hnsw(index, Default::default())?;
     eprintln!(
-        "HNSW over {} vectors built in {:.1} s",
+        "HNSW over {} vectors {} in {:.1} s",
         index.chunks.len(),
+        if built { "built" } else { "loaded" },
         start.elapsed().as_secs_f64()
     );
-    g
+    Ok(g)
 }
 
 /// MODE plus the --hyde/--decompose/--rerank flags as one pipeline.
-fn spec_of(mode: &str, hyde: bool, decompose: bool, rerank: bool) -> Result<PipelineSpec> {
+fn spec_of(
+    mode: &str,
+    hyde: bool,
+    decompose: bool,
+    rerank: Option<RerankKind>,
+) -> Result<PipelineSpec> {
     let mut spec: PipelineSpec = mode.parse().map_err(anyhow::Error::msg)?;
     spec.hyde |= hyde;
     spec.decompose |= decompose;
-    spec.rerank |= rerank;
+    spec.rerank = rerank.or(spec.rerank);
     if spec.hyde && spec.mode == kiln_rag::Mode::Bm25 {
         bail!("--hyde changes the dense query; use it with --mode dense, hybrid or weighted");
     }
@@ -209,6 +220,10 @@ pub struct QueryArgs {
     /// answers the query.
     #[arg(long)]
     pub rerank: bool,
+    /// yesno: P(Yes) to "Does the passage contain the answer?"; qlik: the likelihood of the
+    /// query as a question the passage answers (UPR).
+    #[arg(long, default_value = "yesno")]
+    pub rerank_method: String,
     /// HyDE: dense search near a passage the language model writes to answer the query.
     #[arg(long)]
     pub hyde: bool,
@@ -250,7 +265,7 @@ pub struct AskArgs {
     /// Sources in the prompt.
     #[arg(long, default_value_t = 4)]
     pub top_k: usize,
-    /// Retrieval: MODE[+hyde][+decompose][+rerank] (see `kiln rag query`).
+    /// Retrieval: MODE[+hyde][+decompose][+rerank|+rerank-qlik] (see `kiln rag query`).
     #[arg(long, default_value = "hybrid")]
     pub mode: String,
     /// Tokens of the answer.
@@ -350,7 +365,8 @@ fn index(a: IndexArgs) -> Result<()> {
 }
 
 fn query(a: QueryArgs) -> Result<()> {
-    let spec = spec_of(&a.mode, a.hyde, a.decompose, a.rerank)?;
+    let method: RerankKind = a.rerank_method.parse().map_err(anyhow::Error::msg)?;
+    let spec = spec_of(&a.mode, a.hyde, a.decompose, a.rerank.then_some(method))?;
     for f in &a.filters {
         if !f.contains('=') {
             bail!("--filter '{f}': expected KEY=VALUE");
@@ -358,7 +374,7 @@ fn query(a: QueryArgs) -> Result<()> {
     }
     let index = RagIndex::open(&a.index)?;
     let embedder = a.embedder.load(&a.index)?;
-    let graph = a.hnsw.then(|| build_hnsw(&index));
+    let graph = a.hnsw.then(|| build_hnsw(&index)).transpose()?;
     let mut retriever = Retriever::new(&index, &embedder)?;
     retriever.ann = graph.as_ref();
     let llm = if spec.needs_llm() {
@@ -366,13 +382,7 @@ fn query(a: QueryArgs) -> Result<()> {
     } else {
         None
     };
-    let reranker = llm.as_deref().map(|b| LlmReranker::new(b.as_loglik()));
-    let pipeline = pipeline(
-        retriever,
-        llm.as_deref(),
-        reranker.as_ref(),
-        a.llm.rerank_depth,
-    );
+    let pipeline = pipeline(retriever, llm.as_deref(), a.llm.rerank_depth);
     let start = Instant::now();
     let retrieved = pipeline.search(&a.query, spec, a.top_k, &a.filters)?;
     let hits = &retrieved.hits;
@@ -432,13 +442,7 @@ fn ask(a: AskArgs) -> Result<()> {
     let embedder = a.embedder.load(&a.index)?;
     let retriever = Retriever::new(&index, &embedder)?;
     let llm = a.llm.backend(a.llm.rerank_depth)?;
-    let reranker = LlmReranker::new(llm.as_loglik());
-    let pipeline = pipeline(
-        retriever,
-        Some(llm.as_ref()),
-        Some(&reranker),
-        a.llm.rerank_depth,
-    );
+    let pipeline = pipeline(retriever, Some(llm.as_ref()), a.llm.rerank_depth);
     let verifier = Verifier::new(Some(&embedder));
     let answer = kiln_rag::ask::ask(
         &pipeline,
@@ -557,7 +561,8 @@ pub struct EvalArgs {
     /// JSONL of {"id", "query", "relevant": [doc ids]} (`kiln rag golden` writes one).
     #[arg(long)]
     pub golden: PathBuf,
-    /// Comma-separated pipelines to compare: MODE[+hyde][+decompose][+rerank], MODE one of
+    /// Comma-separated pipelines to compare: MODE[+hyde][+decompose][+rerank|+rerank-qlik]
+    /// (P(Yes) or query-likelihood reranking), MODE one of
     /// bm25, dense, hybrid, weighted[:ALPHA] (e.g. bm25,dense,hybrid,hybrid+rerank,hybrid+hyde).
     #[arg(
         long,
@@ -676,7 +681,7 @@ fn eval(a: EvalArgs) -> Result<()> {
     }
     let index = RagIndex::open(&a.index)?;
     let embedder = a.embedder.load(&a.index)?;
-    let graph = a.hnsw.then(|| build_hnsw(&index));
+    let graph = a.hnsw.then(|| build_hnsw(&index)).transpose()?;
     if let Some(g) = &graph {
         use kiln_rag::hnsw::recall_at_k;
         let texts: Vec<&str> = queries.iter().map(|q| q.query.as_str()).collect();
@@ -695,13 +700,7 @@ fn eval(a: EvalArgs) -> Result<()> {
     } else {
         None
     };
-    let reranker = llm.as_deref().map(|b| LlmReranker::new(b.as_loglik()));
-    let pipeline = pipeline(
-        retriever,
-        llm.as_deref(),
-        reranker.as_ref(),
-        a.llm.rerank_depth,
-    );
+    let pipeline = pipeline(retriever, llm.as_deref(), a.llm.rerank_depth);
     let bar = ProgressBar::new(0).with_style(ProgressStyle::with_template(
         "{prefix:>10} {bar:30} {pos}/{len} queries [{elapsed} < {eta}]",
     )?);
