@@ -35,6 +35,18 @@ impl PipelineSpec {
         }
     }
 
+    /// Refuses combinations that cannot run: HyDE changes only the dense query.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.hyde && self.mode == Mode::Bm25 {
+            return Err(
+                "HyDE (+hyde, --hyde) changes the dense query; use it with dense, \
+                        hybrid or weighted"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
     /// Whether a language model is needed (to rewrite or to rerank).
     pub fn needs_llm(&self) -> bool {
         self.hyde || self.decompose || self.rerank.is_some()
@@ -60,11 +72,7 @@ impl FromStr for PipelineSpec {
                 }
             }
         }
-        if spec.hyde && mode == Mode::Bm25 {
-            return Err(format!(
-                "'{s}': HyDE changes the dense query; use it with dense, hybrid or weighted"
-            ));
-        }
+        spec.check().map_err(|e| format!("'{s}': {e}"))?;
         Ok(spec)
     }
 }

@@ -53,9 +53,10 @@ impl<'a> Verifier<'a> {
         } else {
             words.iter().filter(|w| found.contains(*w)).count() as f32 / words.len() as f32
         };
+        let in_passages: Vec<String> = passages.iter().flat_map(|p| numbers(p)).collect();
         let missing_numbers: Vec<String> = numbers(sentence)
             .into_iter()
-            .filter(|n| !passages.iter().any(|p| numbers(p).contains(n)))
+            .filter(|n| !in_passages.contains(n))
             .collect();
         let cosine = match self.embedder {
             Some(e) if !passages.is_empty() => {

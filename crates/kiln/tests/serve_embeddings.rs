@@ -53,7 +53,7 @@ fn serve_exposes_the_sentence_embedder() {
         floats(&v["data"][1]["embedding"]),
     );
     assert_eq!(a.len(), 384);
-    let cos: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+    let cos = kiln_rag::cosine(&a, &b);
     assert!((cos - 0.755).abs() <= 0.002, "cosine {cos}");
     assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() > 10, "{v}");
 

@@ -181,9 +181,7 @@ fn spec_of(
     spec.hyde |= hyde;
     spec.decompose |= decompose;
     spec.rerank = rerank.or(spec.rerank);
-    if spec.hyde && spec.mode == kiln_rag::Mode::Bm25 {
-        bail!("--hyde changes the dense query; use it with --mode dense, hybrid or weighted");
-    }
+    spec.check().map_err(anyhow::Error::msg)?;
     Ok(spec)
 }
 
