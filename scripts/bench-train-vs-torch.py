@@ -9,7 +9,8 @@ markdown table of tokens/s (median over rounds) and the kiln/PyTorch ratio.
 
 tokens/s = steps * batch_size * context / wall time of the training steps (batch draw,
 forward, backward, clipping, optimiser step), evaluation, checkpoints and start-up excluded,
-as each engine reports it.
+as each engine reports it. Also reported: the median step's tokens/s, which bursts of load
+from other tenants of a shared machine move much less than the mean.
 
 Environment: KILN_VENV (the reference venv with torch; default ~/.cache/kiln/venv, see
 scripts/setup-reference.sh; torch from `pip install torch`), CARGO_TARGET_DIR (default
@@ -72,7 +73,8 @@ def run_torch(steps, threads):
         sys.stderr.write(p.stderr)
         raise RuntimeError(f"PyTorch reference failed (exit {p.returncode}); is torch installed in {VENV}?")
     j = last_json(p.stdout)
-    return {"tokens_per_s": j["tokens_per_s"], "loss": j["last_step_loss"], "val_loss": j.get("val_loss"),
+    return {"tokens_per_s": j["tokens_per_s"], "median_step": j["median_step_tokens_per_s"],
+            "loss": j["last_step_loss"], "val_loss": j.get("val_loss"),
             "detail": f"torch {j['torch']}, {j['threads']} threads"}
 
 
@@ -107,7 +109,10 @@ def run_kiln(steps, threads, out_dir):
     if p.returncode != 0:
         raise RuntimeError(f"`kiln train` failed (exit {p.returncode}): {p.stderr.strip()[-800:]}")
     j = last_json(p.stdout)
-    return {"tokens_per_s": j["tokens_per_s"], "loss": j.get("final_loss"), "val_loss": j.get("val_loss"),
+    with open(os.path.join(out_dir, "metrics.jsonl")) as f:
+        steps = [json.loads(line)["tokens_per_s"] for line in f if line.strip()]
+    return {"tokens_per_s": j["tokens_per_s"], "median_step": statistics.median(steps),
+            "loss": j.get("final_loss"), "val_loss": j.get("val_loss"),
             "detail": f"kiln, {threads} threads"}
 
 
@@ -144,12 +149,14 @@ def main():
             kiln_error = f"build failed: {e}"
 
     per = {"PyTorch": [], "kiln": []}
+    step = {"PyTorch": [], "kiln": []}
     losses = {"PyTorch": [], "kiln": []}
     with tempfile.TemporaryDirectory(prefix="kiln-bench-train-") as tmp:
         for r in range(1, args.rounds + 1):
             log(f"round {r}/{args.rounds}: PyTorch, {args.steps} steps")
             t = run_torch(args.steps, args.threads)
             per["PyTorch"].append(t["tokens_per_s"])
+            step["PyTorch"].append(t["median_step"])
             losses["PyTorch"].append(t["loss"])
             log(f"round {r}: PyTorch {t['tokens_per_s']:,.0f} tokens/s, loss {t['loss']:.4f} ({t['detail']})")
             if args.torch_only or kiln_error:
@@ -162,21 +169,23 @@ def main():
                 log(f"kiln train is not available yet: {kiln_error}")
                 continue
             per["kiln"].append(k["tokens_per_s"])
+            step["kiln"].append(k["median_step"])
             losses["kiln"].append(k["loss"])
             log(f"round {r}: kiln {k['tokens_per_s']:,.0f} tokens/s, loss {k['loss']}")
 
     print(f"`shakespeare-char` (4 layers, 4 heads, 128 dims, context 64, batch 12), {args.steps} steps, "
           f"{args.threads} threads, {args.rounds} round(s) alternating PyTorch and kiln; "
-          f"tokens/s of the training steps, median (range over rounds)")
+          f"tokens/s of the training steps (all steps; the median step), median (range over rounds)")
     print()
-    print("| engine | tokens/s | ratio |")
-    print("|---|---:|---:|")
-    print(f"| PyTorch {_torch_version()} | {fmt(per['PyTorch'])} | 1.00x |")
+    print("| engine | tokens/s | ratio | median step tokens/s | ratio |")
+    print("|---|---:|---:|---:|---:|")
+    print(f"| PyTorch {_torch_version()} | {fmt(per['PyTorch'])} | 1.00x | {fmt(step['PyTorch'])} | 1.00x |")
     if per["kiln"]:
         ratio = statistics.median(per["kiln"]) / statistics.median(per["PyTorch"])
-        print(f"| kiln | {fmt(per['kiln'])} | {ratio:.2f}x |")
+        sratio = statistics.median(step["kiln"]) / statistics.median(step["PyTorch"])
+        print(f"| kiln | {fmt(per['kiln'])} | {ratio:.2f}x | {fmt(step['kiln'])} | {sratio:.2f}x |")
     else:
-        print("| kiln | n/a | n/a |")
+        print("| kiln | n/a | n/a | n/a | n/a |")
         if not args.torch_only:
             print()
             print(f"kiln train is not available yet ({kiln_error}); PyTorch figure only.")

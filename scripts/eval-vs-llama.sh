@@ -11,7 +11,8 @@
 # is stopped continues from the first unfinished slice (kiln keeps the questions it scored,
 # --resume), so a full HellaSwag pair (about three hours on 2 cores) can be spread over
 # several sittings. Speed = questions / seconds summed over the slices, model loading left
-# out for both.
+# out for both. Creating OUT/PAUSE holds the run before its next slice (the machine can then
+# do other work without touching a timed slice); removing it continues.
 #
 # Environment: TASKS (hellaswag,arc_easy,arc_challenge,piqa,winogrande), LIMIT (all),
 # CHUNK (500; 0 = whole task), THREADS (2), MODEL (the SmolLM2-135M-Instruct Q4_1 asset),
@@ -50,6 +51,15 @@ count() { "$PY" scripts/olmes_llama_cpp.py --count "$TASKS_DIR/$1/rc_0shot/reque
 # A field of a task in kiln's results.json.
 field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["tasks"][sys.argv[2]][sys.argv[3]])' "$@"; }
 
+# Waits while OUT/PAUSE exists.
+hold() {
+  if [ -e "$OUT/PAUSE" ]; then
+    echo "eval-vs-llama: paused ($OUT/PAUSE exists) at $(date -u +%H:%M:%S)" >&2
+    while [ -e "$OUT/PAUSE" ]; do sleep 5; done
+    echo "eval-vs-llama: resumed at $(date -u +%H:%M:%S)" >&2
+  fi
+}
+
 for t in ${TASKS//,/ }; do
   mkdir -p "$OUT/kiln/$t" "$OUT/llama"
   total=$(count "$t")
@@ -60,6 +70,7 @@ for t in ${TASKS//,/ }; do
     hi=$((lo + step < total ? lo + step : total))
     tag="$t.$(printf %05d "$lo")"
     if [ ! -s "$OUT/kiln/$tag.json" ]; then
+      hold
       echo "eval-vs-llama: kiln on $t [$lo, $hi)" >&2
       # Questions before LO are already in OUT/kiln/TASK, so --limit HI scores this slice.
       "$KILN" --threads "$THREADS" eval run -m "$MODEL" --tasks "$t" --tasks-dir "$TASKS_DIR" \
@@ -72,6 +83,7 @@ for t in ${TASKS//,/ }; do
       mv "$OUT/kiln/$tag.json.tmp" "$OUT/kiln/$tag.json"
     fi
     if [ ! -s "$OUT/llama/$tag.json" ]; then
+      hold
       echo "eval-vs-llama: llama.cpp on $t [$lo, $hi)" >&2
       "$PY" scripts/olmes_llama_cpp.py "$MODEL" "$TASKS_DIR/$t/rc_0shot/requests.jsonl.gz" \
         --threads "$THREADS" --offset "$lo" --limit "$((hi - lo))" \

@@ -41,6 +41,7 @@ import json
 import math
 import os
 import sys
+import statistics
 import time
 
 THREADS_DEFAULT = 2
@@ -239,6 +240,7 @@ def main():
     first = None
     history = []
     train_time = 0.0
+    step_times = []
     step_loss = float("nan")
     for it in range(args.steps):
         t0 = time.perf_counter()
@@ -253,7 +255,8 @@ def main():
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
         opt.step()
         step_loss = loss.item()
-        train_time += time.perf_counter() - t0
+        step_times.append(time.perf_counter() - t0)
+        train_time += step_times[-1]
         if first is None:
             first = step_loss
         done = it + 1
@@ -280,6 +283,8 @@ def main():
         "tokens": tokens,
         "train_seconds": train_time,
         "tokens_per_s": tokens / train_time,
+        # Robust to bursts of load from other tenants of a shared machine.
+        "median_step_tokens_per_s": args.batch_size * args.block_size / statistics.median(step_times),
         "first_step_loss": first,
         "last_step_loss": step_loss,
         "final_train_loss": history[-1]["train_loss"],

@@ -281,6 +281,41 @@ fn fused_causal_attention_with_and_without_gqa() {
     }
 }
 
+/// The same kernel over one packed q|k|v tensor (the layer's training path): gradients
+/// against finite differences, output equal to the separate-tensor kernel's.
+#[test]
+fn packed_causal_attention_with_and_without_gqa() {
+    let d = 4;
+    for (n_head, n_kv, t) in [(2, 2, 4), (4, 2, 3), (4, 1, 5)] {
+        let w = (n_head + 2 * n_kv) * d;
+        let qkv = var(&[2, t, w], 23);
+        check(
+            &format!("packed attention {n_head}/{n_kv} heads, t = {t}"),
+            &[&qkv],
+            || train::causal_attention_packed(qkv.as_tensor(), n_head, n_kv),
+        );
+        let part = |at: usize, len: usize| qkv.as_tensor().narrow(2, at, len).unwrap();
+        let (q, k, v) = (
+            part(0, n_head * d),
+            part(n_head * d, n_kv * d),
+            part((n_head + n_kv) * d, n_kv * d),
+        );
+        let want = train::causal_attention(&q, &k, &v, n_head, n_kv)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
+        let got = train::causal_attention_packed(qkv.as_tensor(), n_head, n_kv)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
+        assert_eq!(got, want, "{n_head}/{n_kv}");
+    }
+}
+
 #[test]
 fn f64_is_what_the_checks_run_in() {
     // Guards the harness itself: f32 differences at h = 1e-5 would be noise.

@@ -30,6 +30,9 @@ pub struct Verifier<'a> {
     pub min_overlap: f32,
     /// Cosine at or above which a sentence is supported.
     pub min_cosine: f32,
+    /// Vectors of the sentences embedded so far: an uncited sentence is checked against
+    /// every source in turn, and the sources' sentences recur across an answer's sentences.
+    vectors: std::sync::Mutex<std::collections::HashMap<String, Vec<f32>>>,
 }
 
 impl<'a> Verifier<'a> {
@@ -38,7 +41,27 @@ impl<'a> Verifier<'a> {
             embedder,
             min_overlap: 0.6,
             min_cosine: 0.7,
+            vectors: Default::default(),
         }
+    }
+
+    /// The embedder's vectors of `texts`, each text embedded once per verifier.
+    fn embed_once(&self, e: &Embedder, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        let mut cache = self.vectors.lock().unwrap_or_else(|p| p.into_inner());
+        let mut new: Vec<&str> = texts
+            .iter()
+            .map(String::as_str)
+            .filter(|t| !cache.contains_key(*t))
+            .collect();
+        new.sort_unstable();
+        new.dedup();
+        for (t, v) in new.iter().zip(e.embed(&new, 16)?) {
+            cache.insert(t.to_string(), v);
+        }
+        Ok(texts
+            .iter()
+            .map(|t| cache.get(t).cloned().unwrap_or_default())
+            .collect())
     }
 
     /// Whether `passages` (together) support `sentence`.
@@ -64,8 +87,7 @@ impl<'a> Verifier<'a> {
                 for p in passages {
                     texts.extend(split_sentences(p).into_iter().map(|s| s.text));
                 }
-                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                let v = e.embed(&refs, 16)?;
+                let v = self.embed_once(e, &texts)?;
                 v[1..]
                     .iter()
                     .map(|p| cosine(&v[0], p))

@@ -20,6 +20,8 @@ struct Coefs {
     /// lr / (1 − β₁ᵗ)
     step: f64,
     inv_sqrt_bc2: f64,
+    /// Factor on every gradient as it is read (global-norm clipping's).
+    grad_scale: f64,
 }
 
 /// One parameter's update in a single pass over w, g, m and v (in f64, stored back in the
@@ -38,7 +40,7 @@ fn update<T: WithDType>(
         candle_core::bail!("AdamW: gradient or moments do not match the parameter's shape")
     }
     for i in 0..w1.len() {
-        let gi = g[i].to_f64();
+        let gi = g[i].to_f64() * k.grad_scale;
         let mi = k.beta1 * m1[i].to_f64() + (1.0 - k.beta1) * gi;
         let vi = k.beta2 * v1[i].to_f64() + (1.0 - k.beta2) * gi * gi;
         let denom = vi.sqrt() * k.inv_sqrt_bc2 + k.eps;
@@ -125,6 +127,17 @@ impl AdamW {
 
     /// One update at learning rate `lr`; parameters without a gradient are left alone.
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> candle_core::Result<()> {
+        self.step_scaled(grads, lr, 1.0)
+    }
+
+    /// [`AdamW::step`] on the gradients times `grad_scale` (a clipping factor from
+    /// [`crate::clip::clip_scale`]), without writing the scaled gradients out first.
+    pub fn step_scaled(
+        &mut self,
+        grads: &GradStore,
+        lr: f64,
+        grad_scale: f64,
+    ) -> candle_core::Result<()> {
         self.step += 1;
         let AdamWConfig {
             beta1,
@@ -141,6 +154,7 @@ impl AdamW {
             decay: 1.0 - lr * weight_decay,
             step: lr / bc1,
             inv_sqrt_bc2: 1.0 / bc2.sqrt(),
+            grad_scale,
         };
         // Parameters update independently: one task each on candle's worker pool (the
         // largest take longest, and the pool hands out tasks dynamically).
@@ -282,6 +296,43 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The clipping factor applied inside the update equals clipping the gradients first.
+    #[test]
+    fn scaled_step_equals_a_step_on_clipped_gradients() {
+        let vals = [0.5f64, -1.25, 2.0, 3.5];
+        let (a, b) = (
+            Var::new(&vals, &Device::Cpu).unwrap(),
+            Var::new(&vals, &Device::Cpu).unwrap(),
+        );
+        let grads_of = |v: &Var| {
+            let gt = Tensor::new(&[3.0f64, -4.0, 12.0, 0.5], &Device::Cpu).unwrap();
+            (v.as_tensor() * gt)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap()
+        };
+        let mut ga = grads_of(&a);
+        let norm = crate::clip::clip_grad_norm(&mut ga, std::slice::from_ref(&a), 1.0).unwrap();
+        let mut opt_a = AdamW::new(AdamWConfig::default());
+        opt_a.add("w", a.clone(), true).unwrap();
+        opt_a.step(&ga, 1e-2).unwrap();
+
+        let gb = grads_of(&b);
+        let norm_b = crate::clip::grad_norm(&gb, std::slice::from_ref(&b)).unwrap();
+        assert_eq!(norm, norm_b);
+        let scale = crate::clip::clip_scale(norm_b, 1.0);
+        assert!(scale < 1.0, "the gradient must be clipped here");
+        let mut opt_b = AdamW::new(AdamWConfig::default());
+        opt_b.add("w", b.clone(), true).unwrap();
+        opt_b.step_scaled(&gb, 1e-2, scale).unwrap();
+        assert_eq!(
+            a.as_tensor().to_vec1::<f64>().unwrap(),
+            b.as_tensor().to_vec1::<f64>().unwrap()
+        );
     }
 
     #[test]

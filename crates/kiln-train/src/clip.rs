@@ -2,7 +2,45 @@
 //! `clip_grad_norm_`: every gradient is scaled by `max / (‖g‖ + 1e-6)` when that is below 1.
 
 use candle_core::backprop::GradStore;
-use candle_core::{Tensor, Var};
+use candle_core::{CpuStorage, Storage, Tensor, Var};
+
+/// Σ g² in f64, read in place for a contiguous f32/f64 tensor (no squared copy).
+fn sum_squares(g: &Tensor) -> candle_core::Result<f64> {
+    {
+        let (storage, layout) = g.storage_and_layout();
+        if let (Storage::Cpu(cpu), Some((a, b))) = (&*storage, layout.contiguous_offsets()) {
+            match cpu {
+                CpuStorage::F32(v) => {
+                    return Ok(v[a..b].iter().map(|&x| (x as f64) * (x as f64)).sum());
+                }
+                CpuStorage::F64(v) => return Ok(v[a..b].iter().map(|&x| x * x).sum()),
+                _ => {}
+            }
+        }
+    }
+    g.sqr()?
+        .sum_all()?
+        .to_dtype(candle_core::DType::F64)?
+        .to_scalar::<f64>()
+}
+
+/// The global L2 norm of the gradients of `vars`.
+pub fn grad_norm(grads: &GradStore, vars: &[Var]) -> candle_core::Result<f64> {
+    let mut sq = 0f64;
+    for v in vars {
+        if let Some(g) = grads.get(v.as_tensor()) {
+            sq += sum_squares(g)?;
+        }
+    }
+    Ok(sq.sqrt())
+}
+
+/// The factor clipping scales gradients of global norm `norm` by: `max / (norm + 1e-6)`
+/// when that is below 1, else 1. The optimizer can apply it as it reads each gradient
+/// ([`crate::adamw::AdamW::step_scaled`]), saving a pass over all of them.
+pub fn clip_scale(norm: f64, max_norm: f64) -> f64 {
+    (max_norm / (norm + 1e-6)).min(1.0)
+}
 
 /// Clips the gradients of `vars` in `grads` in place; returns the norm before clipping.
 pub fn clip_grad_norm(
@@ -10,18 +48,8 @@ pub fn clip_grad_norm(
     vars: &[Var],
     max_norm: f64,
 ) -> candle_core::Result<f64> {
-    let mut sq = 0f64;
-    for v in vars {
-        if let Some(g) = grads.get(v.as_tensor()) {
-            sq += g
-                .sqr()?
-                .sum_all()?
-                .to_dtype(candle_core::DType::F64)?
-                .to_scalar::<f64>()?;
-        }
-    }
-    let norm = sq.sqrt();
-    let coef = max_norm / (norm + 1e-6);
+    let norm = grad_norm(grads, vars)?;
+    let coef = clip_scale(norm, max_norm);
     if coef < 1.0 {
         for v in vars {
             if let Some(g) = grads.get(v.as_tensor()) {

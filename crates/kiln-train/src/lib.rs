@@ -37,7 +37,7 @@ pub mod trainer;
 pub use adamw::{AdamW, AdamWConfig};
 pub use atomic::{write_atomic, write_bytes_atomic};
 pub use char_tokenizer::CharTokenizer;
-pub use clip::clip_grad_norm;
+pub use clip::{clip_grad_norm, clip_scale, grad_norm};
 pub use corpus::{read_corpus, read_text, SourceText};
 pub use error::{Result, TrainError};
 pub use loader::{Batch, TokenDataset, TokenShard};

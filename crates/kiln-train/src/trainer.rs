@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::adamw::{AdamW, AdamWConfig};
 use crate::checkpoint::{self, CheckpointState};
-use crate::clip::clip_grad_norm;
+use crate::clip::{clip_scale, grad_norm};
 use crate::error::{Result, TrainError};
 use crate::loader::{Batch, TokenDataset};
 use crate::plot;
@@ -166,9 +166,9 @@ pub fn train(
                 "[train] grad_accum must be >= 1".into(),
             ));
         };
-        let mut grads = total.backward()?;
-        let grad_norm = clip_grad_norm(&mut grads, &vars, t.grad_clip)?;
-        opt.step(&grads, lr)?;
+        let grads = total.backward()?;
+        let grad_norm = grad_norm(&grads, &vars)?;
+        opt.step_scaled(&grads, lr, clip_scale(grad_norm, t.grad_clip))?;
         last_loss = total.to_scalar::<f32>()? as f64;
         let secs = t0.elapsed().as_secs_f64();
         let tokens = t.grad_accum * t.batch_size * m.context;

@@ -153,6 +153,20 @@ pub(super) mod avx2 {
 }
 
 /// Whether the AVX2 path can run here (checked once).
+/// Whether the CPU has AVX-512F (with AVX2 and FMA): elementwise training kernels then run
+/// 16 lanes wide.
+pub fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *HAS.get_or_init(|| has_avx2() && is_x86_feature_detected!("avx512f"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 pub fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {

@@ -55,6 +55,17 @@ impl Attention {
             LayerCache::Paged { layer, seqs } => return self.forward_paged(x, rope, layer, seqs),
             LayerCache::None => {}
         }
+        if let (None, Some(w)) = (rope, self.stacked_qkv_weight(x)?) {
+            // One q|k|v product feeding the attention kernel packed: x gets one backward
+            // product instead of three and their sum.
+            let qkv = crate::kernels::train::linear(x, &w)?;
+            let y = crate::kernels::train::causal_attention_packed(
+                &qkv,
+                self.num_heads,
+                self.num_kv_heads,
+            )?;
+            return self.o_proj.forward(&y);
+        }
         let (b, t, _) = x.dims3()?;
         let d = self.head_dim;
         let q = self.q_proj.forward(x)?;
@@ -76,6 +87,20 @@ impl Attention {
         let y =
             crate::kernels::train::causal_attention(&q, &k, &v, self.num_heads, self.num_kv_heads)?;
         self.o_proj.forward(&y)
+    }
+
+    /// The q, k and v weights stacked into one (n_head + 2·n_kv) · d × hidden matrix, when
+    /// all three are dense, unbiased, without an adapter and of `x`'s type (the training
+    /// case). Stacking is a graph node, so each weight still gets its own gradient.
+    fn stacked_qkv_weight(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        let ws = [&self.q_proj, &self.k_proj, &self.v_proj].map(|l| l.dense_unbiased());
+        let [Some(q), Some(k), Some(v)] = ws else {
+            return Ok(None);
+        };
+        if [q, k, v].iter().any(|w| w.dtype() != x.dtype()) {
+            return Ok(None);
+        }
+        Ok(Some(Tensor::cat(&[q, k, v], 0)?))
     }
 
     /// q, k and v of the rows of `x` as host vectors (token-major, the kernels' layout).

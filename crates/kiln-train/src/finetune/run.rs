@@ -24,7 +24,7 @@ use super::config::FinetuneConfig;
 use super::objective::Objective;
 use crate::adamw::{AdamW, AdamWConfig};
 use crate::checkpoint::{self, CheckpointState};
-use crate::clip::clip_grad_norm;
+use crate::clip::{clip_scale, grad_norm};
 use crate::error::{Result, TrainError};
 use crate::plot;
 use crate::rng::DataRng;
@@ -179,8 +179,8 @@ pub fn run_finetune(
             }
         }
         lora.set_dropout_seed(None);
-        let grad_norm = clip_grad_norm(&mut grads, &vars, t.grad_clip)?;
-        opt.step(&grads, lr)?;
+        let grad_norm = grad_norm(&grads, &vars)?;
+        opt.step_scaled(&grads, lr, clip_scale(grad_norm, t.grad_clip))?;
         last_loss = loss_sum;
         let secs = t0.elapsed().as_secs_f64();
         timed_tokens += tokens;

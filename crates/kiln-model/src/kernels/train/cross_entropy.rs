@@ -26,6 +26,64 @@ fn softmax_row<T: Real>(x: &[T], p: &mut [T]) -> T {
     max + T::of(z.to_f64().ln())
 }
 
+/// Σ over rows of logsumexp(row) - row[target].
+#[inline(always)]
+fn loss_sum_lanes<T: Real>(x: &[T], ids: &[usize], vocab: usize) -> f64 {
+    let mut p = vec![T::ZERO; vocab];
+    let mut sum = 0f64;
+    for (row, y) in x.chunks_exact(vocab).zip(ids) {
+        let lse = softmax_row(row, &mut p);
+        sum += (lse - row[*y]).to_f64();
+    }
+    sum
+}
+
+/// Turns the logits in `dx` into (softmax - onehot)·g, row by row.
+#[inline(always)]
+fn grad_lanes<T: Real>(dx: &mut [T], ids: &[u32], vocab: usize, g: T) {
+    let mut logits = vec![T::ZERO; vocab];
+    for (row, y) in dx.chunks_exact_mut(vocab).zip(ids) {
+        logits.copy_from_slice(row);
+        softmax_row(&logits, row);
+        row[*y as usize] -= T::ONE;
+        for v in row.iter_mut() {
+            *v *= g;
+        }
+    }
+}
+
+// With FMA enabled the exponential's mul_adds are instructions; without it each one is a
+// call into libm's software fmaf.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn loss_sum_fma<T: Real>(x: &[T], ids: &[usize], vocab: usize) -> f64 {
+    loss_sum_lanes(x, ids, vocab)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn grad_fma<T: Real>(dx: &mut [T], ids: &[u32], vocab: usize, g: T) {
+    grad_lanes(dx, ids, vocab, g)
+}
+
+fn loss_sum<T: Real>(x: &[T], ids: &[usize], vocab: usize) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::dot::has_avx2() {
+        // SAFETY: the CPU has AVX2 and FMA.
+        return unsafe { loss_sum_fma(x, ids, vocab) };
+    }
+    loss_sum_lanes(x, ids, vocab)
+}
+
+fn grad<T: Real>(dx: &mut [T], ids: &[u32], vocab: usize, g: T) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::dot::has_avx2() {
+        // SAFETY: the CPU has AVX2 and FMA.
+        return unsafe { grad_fma(dx, ids, vocab, g) };
+    }
+    grad_lanes(dx, ids, vocab, g)
+}
+
 fn targets(s: &CpuStorage, l: &Layout, n: usize, vocab: usize) -> candle_core::Result<Vec<usize>> {
     let ids: Vec<usize> = match s {
         CpuStorage::U32(v) => v.iter().map(|x| *x as usize).collect(),
@@ -63,12 +121,7 @@ impl CustomOp2 for CrossEntropyOp {
         let (n, vocab) = xl.shape().dims2()?;
         let ids = targets(ys, yl, n, vocab)?;
         fn run<T: Real>(x: &[T], ids: &[usize], vocab: usize) -> CpuStorage {
-            let mut p = vec![T::ZERO; vocab];
-            let mut sum = 0f64;
-            for (row, y) in x.chunks_exact(vocab).zip(ids) {
-                let lse = softmax_row(row, &mut p);
-                sum += (lse - row[*y]).to_f64();
-            }
+            let sum = loss_sum(x, ids, vocab);
             T::storage(vec![T::of(sum / ids.len().max(1) as f64)])
         }
         let out = match xs {
@@ -97,15 +150,7 @@ impl CustomOp2 for CrossEntropyOp {
             let g = dloss.to_dtype(T::DTYPE)?.flatten_all()?.to_vec1::<T>()?[0]
                 * T::of(1.0 / n.max(1) as f64);
             let mut dx = x.flatten_all()?.to_vec1::<T>()?;
-            let mut logits = vec![T::ZERO; vocab];
-            for (row, y) in dx.chunks_exact_mut(vocab).zip(ids) {
-                logits.copy_from_slice(row);
-                softmax_row(&logits, row);
-                row[*y as usize] -= T::ONE;
-                for v in row.iter_mut() {
-                    *v *= g;
-                }
-            }
+            grad(&mut dx, ids, vocab, g);
             Tensor::from_vec(dx, x.shape(), x.device())
         }
         let dx = match x.dtype() {

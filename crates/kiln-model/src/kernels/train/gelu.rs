@@ -24,24 +24,28 @@ fn par_chunks(n: usize, f: impl Fn(std::ops::Range<usize>) + Sync) {
 }
 
 pub(super) fn gelu_fwd<T: Real>(x: &[T]) -> Vec<T> {
-    let mut y = vec![T::ZERO; x.len()];
+    let mut y = Vec::with_capacity(x.len());
     let out = SharedOut(y.as_mut_ptr());
     par_chunks(x.len(), |r| {
-        // SAFETY: the ranges of different tasks are disjoint.
-        let y = unsafe { out.slice(r.start, r.len()) };
+        // SAFETY: the ranges of different tasks are disjoint and inside the capacity.
+        let y = unsafe { out.zeroed(r.start, r.len()) };
         lanes::fwd(&x[r], y);
     });
+    // SAFETY: the chunks covered every element.
+    unsafe { y.set_len(x.len()) };
     y
 }
 
 pub(super) fn gelu_bwd<T: Real>(x: &[T], dy: &[T]) -> Vec<T> {
-    let mut dx = vec![T::ZERO; x.len()];
+    let mut dx = Vec::with_capacity(x.len());
     let out = SharedOut(dx.as_mut_ptr());
     par_chunks(x.len(), |r| {
-        // SAFETY: the ranges of different tasks are disjoint.
-        let dx = unsafe { out.slice(r.start, r.len()) };
+        // SAFETY: the ranges of different tasks are disjoint and inside the capacity.
+        let dx = unsafe { out.zeroed(r.start, r.len()) };
         lanes::bwd(&x[r.clone()], &dy[r], dx);
     });
+    // SAFETY: the chunks covered every element.
+    unsafe { dx.set_len(x.len()) };
     dx
 }
 
@@ -79,7 +83,24 @@ mod lanes {
         bwd_lanes(x, dy, dx)
     }
 
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn fwd_avx512<T: Real>(x: &[T], y: &mut [T]) {
+        fwd_lanes(x, y)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn bwd_avx512<T: Real>(x: &[T], dy: &[T], dx: &mut [T]) {
+        bwd_lanes(x, dy, dx)
+    }
+
     pub fn fwd<T: Real>(x: &[T], y: &mut [T]) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::kernels::dot::has_avx512() {
+            // SAFETY: the CPU has AVX-512F, AVX2 and FMA.
+            return unsafe { fwd_avx512(x, y) };
+        }
         #[cfg(target_arch = "x86_64")]
         if crate::kernels::dot::has_avx2() {
             // SAFETY: the CPU has AVX2 and FMA.
@@ -89,6 +110,11 @@ mod lanes {
     }
 
     pub fn bwd<T: Real>(x: &[T], dy: &[T], dx: &mut [T]) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::kernels::dot::has_avx512() {
+            // SAFETY: the CPU has AVX-512F, AVX2 and FMA.
+            return unsafe { bwd_avx512(x, dy, dx) };
+        }
         #[cfg(target_arch = "x86_64")]
         if crate::kernels::dot::has_avx2() {
             // SAFETY: the CPU has AVX2 and FMA.

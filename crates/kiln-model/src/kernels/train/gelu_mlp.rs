@@ -1,7 +1,7 @@
 //! GPT-2's MLP, down(gelu(up(x))), as one graph node. The hidden activations are the
 //! largest tensors of a small model's step (4x the width); as three nodes each would get a
 //! zero-filled gradient buffer and an add in candle's backward, and the GELU its own pass.
-//! Forward keeps the pre-activation h = x·Uᵀ for backward:
+//! Forward keeps the pre-activation h = x·Uᵀ and the activation gelu(h) for backward:
 //!
 //! dD = dyᵀ·gelu(h), dh = (dy·D) ⊙ gelu'(h), dU = dhᵀ·x, dx = dh·U.
 
@@ -16,8 +16,8 @@ use super::real::{borrow, Real};
 /// x (…, d) with U (f, d) and D (d, f) → (…, d).
 #[derive(Default)]
 pub struct GeluMlpOp {
-    /// h = x·Uᵀ from the forward pass, for backward.
-    hidden: Mutex<Option<CpuStorage>>,
+    /// h = x·Uᵀ and gelu(h) from the forward pass, for backward.
+    hidden: Mutex<Option<(CpuStorage, CpuStorage)>>,
 }
 
 fn rows(shape: &Shape, d: usize) -> candle_core::Result<usize> {
@@ -49,22 +49,22 @@ impl CustomOp3 for GeluMlpOp {
         fn run<T: Real>(
             s: [(&CpuStorage, &Layout); 3],
             (n, d, f): (usize, usize, usize),
-        ) -> candle_core::Result<(CpuStorage, CpuStorage)> {
+        ) -> candle_core::Result<(CpuStorage, (CpuStorage, CpuStorage))> {
             let x = T::slice(s[0].0, s[0].1, "gelu mlp")?;
             let u = T::slice(s[1].0, s[1].1, "gelu mlp")?;
             let dn = T::slice(s[2].0, s[2].1, "gelu mlp")?;
             let h = product((n, f, d), x, (d, 1), u, (1, d));
             let a = gelu_fwd(&h);
             let y = product((n, d, f), &a, (f, 1), dn, (1, f));
-            Ok((T::storage(y), T::storage(h)))
+            Ok((T::storage(y), (T::storage(h), T::storage(a))))
         }
         let s = [(xs, xl), (us, ul), (ds, dl)];
-        let (y, h) = match xs {
+        let (y, kept) = match xs {
             CpuStorage::F64(_) => run::<f64>(s, (n, d, f))?,
             _ => run::<f32>(s, (n, d, f))?,
         };
         if let Ok(mut slot) = self.hidden.lock() {
-            *slot = Some(h);
+            *slot = Some(kept);
         }
         Ok((y, xl.shape().clone()))
     }
@@ -89,7 +89,7 @@ impl CustomOp3 for GeluMlpOp {
         };
         fn run<T: Real>(
             [x, u, dn, dy]: [&Tensor; 4],
-            hidden: &CpuStorage,
+            (hidden, act): &(CpuStorage, CpuStorage),
             (n, d, f): (usize, usize, usize),
         ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
             let c = [
@@ -106,8 +106,8 @@ impl CustomOp3 for GeluMlpOp {
                 b[3].slice::<T>()?,
             );
             let h = T::slice(hidden, &Layout::contiguous(n * f), "gelu mlp")?;
-            let a = gelu_fwd(h);
-            let d_down = product((d, f, n), dys, (1, d), &a, (f, 1));
+            let a = T::slice(act, &Layout::contiguous(n * f), "gelu mlp")?;
+            let d_down = product((d, f, n), dys, (1, d), a, (f, 1));
             let da = product((n, f, d), dys, (d, 1), dns, (f, 1));
             let dh = gelu_bwd(h, &da);
             let d_up = product((f, d, n), &dh, (1, f), xs, (d, 1));

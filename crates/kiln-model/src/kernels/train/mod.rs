@@ -17,7 +17,7 @@ mod strided;
 
 use candle_core::{Result, Tensor};
 
-pub use attention::CausalAttentionOp;
+pub use attention::{CausalAttentionOp, PackedCausalAttentionOp};
 pub use real::erf_f32;
 
 /// x (…, in) · W (out, in)ᵀ → (…, out), differentiable in both.
@@ -77,6 +77,18 @@ pub fn causal_attention(
     };
     q.contiguous()?
         .apply_op3(&k.contiguous()?, &v.contiguous()?, op)
+}
+
+/// [`causal_attention`] over q, k and v packed in one (b, t, (n_head + 2·n_kv) · d)
+/// tensor, the output of one product with the three weights stacked.
+pub fn causal_attention_packed(qkv: &Tensor, n_head: usize, n_kv: usize) -> Result<Tensor> {
+    let head_dim = qkv.dim(2)? / (n_head + 2 * n_kv).max(1);
+    let op = CausalAttentionOp {
+        n_head,
+        n_kv,
+        head_dim,
+    };
+    qkv.contiguous()?.apply_op1(PackedCausalAttentionOp(op))
 }
 
 /// Mean cross-entropy of (n, vocab) logits against n target ids (u32), a scalar;

@@ -25,12 +25,12 @@ fn row_stats<T: Real>(x: &[T], eps: T, centred: bool) -> (T, T) {
 
 fn forward<T: Real>(x: &[T], g: &[T], b: Option<&[T]>, eps: f64, centred: bool) -> Vec<T> {
     let n = g.len();
-    let mut y = vec![T::ZERO; x.len()];
+    let mut y = Vec::with_capacity(x.len());
     let out = SharedOut(y.as_mut_ptr());
     let rows = x.len() / n;
     for_row_chunks(rows, |r| {
-        // SAFETY: row chunks of different tasks are disjoint.
-        let y = unsafe { out.slice(r.start * n, r.len() * n) };
+        // SAFETY: row chunks of different tasks are disjoint and inside the capacity.
+        let y = unsafe { out.zeroed(r.start * n, r.len() * n) };
         let x = &x[r.start * n..r.end * n];
         #[cfg(target_arch = "x86_64")]
         if crate::kernels::dot::has_avx2() {
@@ -39,6 +39,8 @@ fn forward<T: Real>(x: &[T], g: &[T], b: Option<&[T]>, eps: f64, centred: bool) 
         }
         forward_lanes(x, g, b, eps, centred, y)
     });
+    // SAFETY: the row chunks covered every row (x.len() is a multiple of n).
+    unsafe { y.set_len(rows * n) };
     y
 }
 
@@ -89,13 +91,13 @@ fn backward<T: Real>(x: &[T], g: &[T], dy: &[T], eps: f64, centred: bool) -> Nor
     let n = g.len();
     let rows = x.len() / n;
     let chunks = rows.div_ceil(ROWS).max(1);
-    let mut dx = vec![T::ZERO; x.len()];
+    let mut dx = Vec::with_capacity(rows * n);
     let mut partial = vec![T::ZERO; chunks * 2 * n];
     let (dx_out, part_out) = (SharedOut(dx.as_mut_ptr()), SharedOut(partial.as_mut_ptr()));
     let chunk = |c: usize| {
         let r = c * ROWS..rows.min((c + 1) * ROWS);
         // SAFETY: chunk c owns its rows of dx and its slot of the partial sums.
-        let dx = unsafe { dx_out.slice(r.start * n, r.len() * n) };
+        let dx = unsafe { dx_out.zeroed(r.start * n, r.len() * n) };
         let (dg, db) = unsafe { part_out.slice(c * 2 * n, 2 * n) }.split_at_mut(n);
         let (x, dy) = (&x[r.start * n..r.end * n], &dy[r.start * n..r.end * n]);
         #[cfg(target_arch = "x86_64")]
@@ -110,6 +112,8 @@ fn backward<T: Real>(x: &[T], g: &[T], dy: &[T], eps: f64, centred: bool) -> Nor
     } else {
         candle_core::utils::barrier_pool().execute_chunked(chunks, |cs| cs.for_each(chunk));
     }
+    // SAFETY: the chunks covered every row.
+    unsafe { dx.set_len(rows * n) };
     let (mut dg, mut db) = (vec![T::ZERO; n], vec![T::ZERO; n]);
     for p in partial.chunks_exact(2 * n) {
         for c in 0..n {

@@ -160,6 +160,19 @@ impl<T> SharedOut<T> {
     pub unsafe fn slice(&self, at: usize, len: usize) -> &mut [T] {
         std::slice::from_raw_parts_mut(self.0.add(at), len)
     }
+
+    /// [`SharedOut::slice`] over memory that may be uninitialised: zeroes it first (all-zero
+    /// bytes are 0.0 for f32 and f64). Done inside each task, the zeroing is parallel and
+    /// leaves the range in this core's cache for the writes that follow, where zeroing the
+    /// whole output up front is a serial pass over memory.
+    ///
+    /// # Safety
+    /// As for [`SharedOut::slice`]; `T` is a float type.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn zeroed(&self, at: usize, len: usize) -> &mut [T] {
+        std::ptr::write_bytes(self.0.add(at), 0, len);
+        std::slice::from_raw_parts_mut(self.0.add(at), len)
+    }
 }
 
 #[cfg(test)]
