@@ -40,7 +40,7 @@ impl PipelineSpec {
         if self.hyde && self.mode == Mode::Bm25 {
             return Err(
                 "HyDE (+hyde, --hyde) changes the dense query; use it with dense, \
-                        hybrid or weighted"
+                        hybrid, weighted or convex"
                     .into(),
             );
         }

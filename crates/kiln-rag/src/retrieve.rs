@@ -1,7 +1,10 @@
 //! Retrieval over an index: BM25, dense (the query embedded by the index's embedder, exact
 //! search), or both fused, by reciprocal rank (Cormack et al. 2009, k = 60: each list adds
 //! 1 / (60 + rank)) or by weighted scores (each list min-max scaled to [0, 1], then
-//! `alpha * dense + (1 - alpha) * bm25`). Filters (`key=value` on document metadata) apply
+//! `alpha * dense + (1 - alpha) * bm25`), or by a convex combination of scores scaled from
+//! their theoretical minimum (Bruch et al. 2023, "TM2C2": cosine from -1, BM25 from 0, each
+//! up to the query's best), which unlike min-max does not stretch a list whose scores are
+//! all close to its best. Filters (`key=value` on document metadata) apply
 //! inside each search, not after it, so k results come back whenever k chunks match.
 
 use std::collections::HashMap;
@@ -27,7 +30,15 @@ pub enum Mode {
     Weighted {
         alpha: f32,
     },
+    /// Convex combination of scores scaled from their theoretical minimum; `alpha` weighs
+    /// dense.
+    Convex {
+        alpha: f32,
+    },
 }
+
+/// The default `alpha` of [`Mode::Convex`].
+pub const CONVEX_ALPHA: f32 = 0.8;
 
 impl FromStr for Mode {
     type Err = String;
@@ -37,12 +48,25 @@ impl FromStr for Mode {
             "dense" => Ok(Mode::Dense),
             "hybrid" | "rrf" => Ok(Mode::Hybrid),
             "weighted" => Ok(Mode::Weighted { alpha: 0.5 }),
-            _ => match s.strip_prefix("weighted:").map(str::parse::<f32>) {
-                Some(Ok(alpha)) if (0.0..=1.0).contains(&alpha) => Ok(Mode::Weighted { alpha }),
-                _ => Err(format!(
-                    "unknown mode '{s}'; expected bm25, dense, hybrid or weighted[:ALPHA in 0..1]"
-                )),
-            },
+            "convex" => Ok(Mode::Convex {
+                alpha: CONVEX_ALPHA,
+            }),
+            _ => {
+                let alpha = |prefix: &str| match s.strip_prefix(prefix).map(str::parse::<f32>) {
+                    Some(Ok(a)) if (0.0..=1.0).contains(&a) => Some(a),
+                    _ => None,
+                };
+                if let Some(alpha) = alpha("weighted:") {
+                    Ok(Mode::Weighted { alpha })
+                } else if let Some(alpha) = alpha("convex:") {
+                    Ok(Mode::Convex { alpha })
+                } else {
+                    Err(format!(
+                        "unknown mode '{s}'; expected bm25, dense, hybrid, weighted[:ALPHA] or \
+                         convex[:ALPHA] (ALPHA in 0..1)"
+                    ))
+                }
+            }
         }
     }
 }
@@ -146,6 +170,11 @@ impl<'a> Retriever<'a> {
                 let d = self.dense(vector, depth, filters);
                 weighted(&b, &d, alpha, k)
             }
+            Mode::Convex { alpha } => {
+                let b = self.bm25(query, depth, filters)?;
+                let d = self.dense(vector, depth, filters);
+                convex(&b, &d, alpha, k)
+            }
         })
     }
 }
@@ -170,14 +199,28 @@ pub fn rrf(lists: &[Vec<Hit>], k: usize) -> Vec<Hit> {
 /// Weighted fusion of min-max scaled scores: `alpha * dense + (1 - alpha) * bm25` (a chunk
 /// missing from a list scores 0 there).
 pub fn weighted(bm25: &[Hit], dense: &[Hit], alpha: f32, k: usize) -> Vec<Hit> {
+    fused(bm25, dense, alpha, k, [None, None])
+}
+
+/// Convex fusion of scores scaled from their theoretical minimum (cosine -1, BM25 0) to the
+/// query's best: `alpha * dense + (1 - alpha) * bm25` (a chunk missing from a list scores
+/// 0 there).
+pub fn convex(bm25: &[Hit], dense: &[Hit], alpha: f32, k: usize) -> Vec<Hit> {
+    fused(bm25, dense, alpha, k, [Some(-1.0), Some(0.0)])
+}
+
+/// `alpha * dense + (1 - alpha) * bm25` of each list's scores scaled to [0, 1] from `lows`
+/// (dense, bm25; None: the list's own lowest) to the list's highest.
+fn fused(bm25: &[Hit], dense: &[Hit], alpha: f32, k: usize, lows: [Option<f32>; 2]) -> Vec<Hit> {
     let mut score: HashMap<usize, (f32, usize)> = HashMap::new();
     let mut order = 0;
-    for (list, w) in [(dense, alpha), (bm25, 1.0 - alpha)] {
+    for ((list, w), low) in [(dense, alpha), (bm25, 1.0 - alpha)].into_iter().zip(lows) {
         let (lo, hi) = list
             .iter()
             .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), h| {
                 (lo.min(h.score), hi.max(h.score))
             });
+        let lo = low.unwrap_or(lo);
         for h in list {
             let scaled = if hi > lo {
                 (h.score - lo) / (hi - lo)
@@ -244,6 +287,37 @@ mod tests {
         assert_eq!(f.iter().map(|h| h.row).collect::<Vec<_>>(), [2, 1, 3]);
         let dense_only = weighted(&b, &d, 1.0, 1);
         assert_eq!(dense_only[0].row, 2);
+    }
+
+    /// Scaled from the theoretical minimum, a list whose scores all sit near its best keeps
+    /// them near 1; min-max would spread them over [0, 1].
+    #[test]
+    fn convex_fusion_scales_from_the_theoretical_minimum() {
+        let b = vec![
+            Hit {
+                row: 1,
+                score: 10.0,
+            },
+            Hit { row: 2, score: 5.0 },
+        ];
+        let d = vec![Hit { row: 2, score: 0.8 }, Hit { row: 1, score: 0.7 }];
+        // Row 1: 0.5 * 1.7/1.8 + 0.5 * 1 = 0.972; row 2: 0.5 * 1 + 0.5 * 0.5 = 0.75.
+        let f = convex(&b, &d, 0.5, 2);
+        assert_eq!(f.iter().map(|h| h.row).collect::<Vec<_>>(), [1, 2]);
+        assert!((f[0].score - (0.5 * 1.7 / 1.8 + 0.5)).abs() < 1e-6);
+        // Min-max gives row 1 only bm25's half: 0.5 vs row 2's 0.5 + 0 → a tie, kept in order.
+        let w = weighted(&b, &d, 0.5, 2);
+        assert!((w[0].score - 0.5).abs() < 1e-6 && (w[1].score - 0.5).abs() < 1e-6);
+        assert_eq!(
+            "convex:0.7".parse::<Mode>(),
+            Ok(Mode::Convex { alpha: 0.7 })
+        );
+        assert_eq!(
+            "convex".parse::<Mode>(),
+            Ok(Mode::Convex {
+                alpha: CONVEX_ALPHA
+            })
+        );
     }
 
     #[test]

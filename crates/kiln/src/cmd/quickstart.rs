@@ -39,7 +39,7 @@ const TEMPERATURE: f32 = 0.8;
 /// (temperature 0.8, fixed seeds) and where the model and its loss curve (OUT/run/loss.png)
 /// are.
 ///
-/// It takes about two minutes on an idle 2-core machine (99 s measured, ~16,500 tokens/s):
+/// It takes about two minutes on an idle 2-core machine (99-122 s measured, ~13,400-16,500 tokens/s):
 /// nearly all of it is training, 2000 steps of 12 x 64 tokens (1.5M tokens). It reached a
 /// validation loss of 1.91, as nanoGPT's PyTorch run of this configuration does.
 /// --steps 200 runs the whole learning-rate schedule in a tenth of the time, for a rough model.

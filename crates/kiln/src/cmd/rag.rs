@@ -210,8 +210,9 @@ pub struct QueryArgs {
     /// Chunks to return.
     #[arg(long, default_value_t = 10)]
     pub top_k: usize,
-    /// bm25, dense, hybrid (reciprocal rank fusion, k = 60) or weighted[:ALPHA] (min-max
-    /// scaled scores, ALPHA on dense, default 0.5).
+    /// bm25, dense, hybrid (reciprocal rank fusion, k = 60), weighted[:ALPHA] (min-max
+    /// scaled scores, ALPHA on dense, default 0.5) or convex[:ALPHA] (scores scaled from
+    /// their theoretical minimum, ALPHA on dense, default 0.8).
     #[arg(long, default_value = "hybrid")]
     pub mode: String,
     /// Rerank the best --rerank-depth chunks by the language model's P(Yes) that a chunk
@@ -561,7 +562,8 @@ pub struct EvalArgs {
     pub golden: PathBuf,
     /// Comma-separated pipelines to compare: MODE[+hyde][+decompose][+rerank|+rerank-qlik]
     /// (P(Yes) or query-likelihood reranking), MODE one of
-    /// bm25, dense, hybrid, weighted[:ALPHA] (e.g. bm25,dense,hybrid,hybrid+rerank,hybrid+hyde).
+    /// bm25, dense, hybrid, weighted[:ALPHA], convex[:ALPHA] (e.g.
+    /// bm25,dense,hybrid,hybrid+rerank,hybrid+hyde).
     #[arg(
         long,
         value_delimiter = ',',
