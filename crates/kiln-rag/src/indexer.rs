@@ -187,11 +187,11 @@ pub fn index_documents(
         }
         manifest = Some(commit(dir, manifest.as_ref(), &id, chunker, &current)?);
     }
-    if manifest.is_none() {
+    let m = match manifest {
+        Some(m) => m,
         // Nothing to add to a new index: still leave a valid, empty one.
-        manifest = Some(commit(dir, None, &id, chunker, &current)?);
-    }
-    let m = manifest.as_ref().expect("set above");
+        None => commit(dir, None, &id, chunker, &current)?,
+    };
     report.generation = Some(m.generation);
     report.documents = m.documents;
     report.chunks = m.chunks;
