@@ -198,6 +198,12 @@ impl FinetuneConfig {
                 d.label_smoothing
             ));
         }
+        if !(d.rpo_alpha >= 0.0 && d.rpo_alpha.is_finite()) {
+            return Err(format!(
+                "[dpo] rpo_alpha = {}: must be 0 or more",
+                d.rpo_alpha
+            ));
+        }
         Ok(())
     }
 
@@ -282,6 +288,31 @@ lr = 2e-4
         assert!(e.contains("[train] lr"), "{e}");
         let e = FinetuneConfig::parse(&GOOD.replace("\"v_proj\"", "\"w_proj\"")).unwrap_err();
         assert!(e.contains("w_proj"), "{e}");
+    }
+
+    /// The examples' configs parse, so a renamed key shows here and not only when someone
+    /// runs an example; and a negative rpo_alpha is refused by name.
+    #[test]
+    fn example_configs_parse() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let mut parsed = 0;
+        for dir in std::fs::read_dir(&root).unwrap() {
+            for f in std::fs::read_dir(dir.unwrap().path()).unwrap() {
+                let p = f.unwrap().path();
+                if p.extension().is_some_and(|e| e == "toml") {
+                    let text = std::fs::read_to_string(&p).unwrap();
+                    FinetuneConfig::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                    parsed += 1;
+                }
+            }
+        }
+        assert!(
+            parsed >= 4,
+            "only {parsed} example configs under {}",
+            root.display()
+        );
+        let e = FinetuneConfig::parse(&format!("{GOOD}[dpo]\nrpo_alpha = -1\n")).unwrap_err();
+        assert!(e.contains("rpo_alpha"), "{e}");
     }
 
     #[test]

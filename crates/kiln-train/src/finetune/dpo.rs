@@ -12,7 +12,7 @@ use kiln_model::Llama;
 use serde::{Deserialize, Serialize};
 
 use super::config::FinetuneConfig;
-use super::dpo_loss::{dpo_loss, DpoSettings};
+use super::dpo_loss::{preference_loss, DpoSettings};
 use super::loss::{logps_loss_and_grads, sequence_logps};
 use super::objective::{Evaluation, MicroStep, Objective};
 use super::pair_sampler::{PairPosition, PairSampler};
@@ -118,9 +118,11 @@ impl Objective for Dpo {
         let (rc, rr) = ref_tensors(&self.refs, &idx, &self.dev)?;
         let n = idx.len();
         let settings = self.settings;
+        let chosen_tokens = pairs.iter().map(|p| p.chosen.trained_tokens()).sum();
         let (loss, grads, extra) = logps_loss_and_grads(model, &batch, &self.dev, vars, |lp| {
             let (pc, pr) = (lp.narrow(0, 0, n)?, lp.narrow(0, n, n)?);
-            let (loss, figures) = dpo_loss(&pc, &pr, &rc, &rr, &settings)?;
+            let (loss, figures) =
+                preference_loss((&pc, &pr), (&rc, &rr), chosen_tokens, &settings)?;
             Ok(((loss * scale)?, figures))
         })?;
         Ok(MicroStep {
@@ -143,11 +145,11 @@ impl Objective for Dpo {
                 .collect();
             Tensor::from_vec(v, pairs.len(), &self.dev)
         };
-        let (loss, extra) = dpo_loss(
-            &side(&logps, true)?,
-            &side(&logps, false)?,
-            &side(refs, true)?,
-            &side(refs, false)?,
+        let chosen_tokens = pairs.iter().map(|p| p.chosen.trained_tokens()).sum();
+        let (loss, extra) = preference_loss(
+            (&side(&logps, true)?, &side(&logps, false)?),
+            (&side(refs, true)?, &side(refs, false)?),
+            chosen_tokens,
             &self.settings,
         )?;
         Ok(Some(Evaluation {
@@ -182,7 +184,8 @@ fn pairs_of(
     prepare_pairs(&records, &tok, cfg.data.max_len, path)
 }
 
-/// DPO as `cfg` says (its `[dpo]` section: beta, loss = sigmoid|ipo, label_smoothing)
+/// DPO as `cfg` says (its `[dpo]` section: beta, loss = sigmoid|ipo, label_smoothing,
+/// rpo_alpha)
 /// into `opts.out`, calling `on_step` after every step.
 pub fn finetune_dpo(
     cfg: &FinetuneConfig,

@@ -1,8 +1,11 @@
 //! The DPO loss (Rafailov et al. 2023) on per-sequence log-probabilities: with
 //! z = (log π(chosen) − log π(rejected)) − (log π_ref(chosen) − log π_ref(rejected)),
 //! sigmoid DPO is −(1 − ε)·log σ(βz) − ε·log σ(−βz) (ε: label smoothing, cDPO), and IPO
-//! (Azar et al. 2023) is (z − 1/(2β))². Also the figures TRL logs: the implicit rewards
-//! β·(log π − log π_ref) of each side, their margin and how often chosen wins.
+//! (Azar et al. 2023) is (z − 1/(2β))². Optionally plus α times the chosen answers'
+//! negative log-likelihood per token (RPO, Pang et al. 2024; TRL's `rpo_alpha`), which keeps
+//! DPO from lowering the chosen answer's own probability when the two answers share most
+//! of their tokens. Also the figures TRL logs: the implicit rewards β·(log π − log π_ref)
+//! of each side, their margin and how often chosen wins.
 
 use std::collections::BTreeMap;
 
@@ -28,6 +31,9 @@ pub struct DpoSettings {
     pub loss: DpoLossKind,
     #[serde(default)]
     pub label_smoothing: f64,
+    /// Weight of the chosen answers' per-token NLL (0: plain DPO).
+    #[serde(default)]
+    pub rpo_alpha: f64,
 }
 
 fn beta() -> f64 {
@@ -40,6 +46,7 @@ impl Default for DpoSettings {
             beta: beta(),
             loss: DpoLossKind::default(),
             label_smoothing: 0.0,
+            rpo_alpha: 0.0,
         }
     }
 }
@@ -48,6 +55,27 @@ impl Default for DpoSettings {
 fn log_sigmoid(x: &Tensor) -> Result<Tensor> {
     let soft = (x.abs()?.neg()?.exp()? + 1.0)?.log()?;
     Ok((x.minimum(0.0)? - soft)?)
+}
+
+/// The loss as `s` says: [`dpo_loss`], plus `rpo_alpha` times the chosen answers' NLL per
+/// token when it is above 0 (`chosen_tokens`: the chosen answers' trained tokens in all),
+/// which is then also a figure (`nll_chosen`).
+pub fn preference_loss(
+    policy: (&Tensor, &Tensor),
+    reference: (&Tensor, &Tensor),
+    chosen_tokens: usize,
+    s: &DpoSettings,
+) -> Result<(Tensor, BTreeMap<String, f64>)> {
+    let (loss, mut figures) = dpo_loss(policy.0, policy.1, reference.0, reference.1, s)?;
+    if s.rpo_alpha == 0.0 {
+        return Ok((loss, figures));
+    }
+    let nll = (policy.0.sum_all()? * (-1.0 / chosen_tokens.max(1) as f64))?;
+    figures.insert(
+        "nll_chosen".to_string(),
+        nll.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?,
+    );
+    Ok(((loss + (nll * s.rpo_alpha)?)?, figures))
 }
 
 /// The mean loss over the pairs of (pairs,) log-probabilities, and the batch's figures
@@ -115,19 +143,29 @@ mod tests {
                 beta: 0.5,
                 loss: DpoLossKind::Sigmoid,
                 label_smoothing: 0.2,
+                rpo_alpha: 0.0,
             },
             DpoSettings {
                 beta: 0.3,
                 loss: DpoLossKind::Ipo,
                 label_smoothing: 0.0,
+                rpo_alpha: 0.0,
+            },
+            DpoSettings {
+                beta: 0.2,
+                loss: DpoLossKind::Sigmoid,
+                label_smoothing: 0.0,
+                rpo_alpha: 0.7,
             },
         ];
+        // 37 chosen tokens in all, for the RPO term.
         for s in settings {
             let f = |a: &Tensor, b: &Tensor| -> f64 {
-                let (l, _) = dpo_loss(a, b, &rc, &rr, &s).unwrap();
+                let (l, _) = preference_loss((a, b), (&rc, &rr), 37, &s).unwrap();
                 l.to_scalar::<f64>().unwrap()
             };
-            let (l, _) = dpo_loss(pc.as_tensor(), pr.as_tensor(), &rc, &rr, &s).unwrap();
+            let (l, _) =
+                preference_loss((pc.as_tensor(), pr.as_tensor()), (&rc, &rr), 37, &s).unwrap();
             let g = l.backward().unwrap();
             for (vi, var) in [&pc, &pr].into_iter().enumerate() {
                 let grad = g.get(var.as_tensor()).unwrap().to_vec1::<f64>().unwrap();
@@ -173,6 +211,7 @@ mod tests {
             beta: 0.25,
             loss: DpoLossKind::Ipo,
             label_smoothing: 0.0,
+            rpo_alpha: 0.0,
         };
         let (l, _) = dpo_loss(&a, &b, &a, &b, &ipo).unwrap();
         assert!((l.to_scalar::<f64>().unwrap() - 4.0).abs() < 1e-12);
@@ -184,5 +223,14 @@ mod tests {
         assert!((fig["rewards_rejected"] - 0.0).abs() < 1e-12);
         assert!((fig["margins"] - 0.05).abs() < 1e-12);
         assert_eq!(fig["accuracy"], 0.5);
+        assert!(!fig.contains_key("nll_chosen"));
+        // RPO adds alpha · (−Σ log π(chosen) / tokens) = 0.5 · 3/6 to DPO's log 2.
+        let rpo = DpoSettings {
+            rpo_alpha: 0.5,
+            ..DpoSettings::default()
+        };
+        let (l, fig) = preference_loss((&a, &b), (&a, &b), 6, &rpo).unwrap();
+        assert!((l.to_scalar::<f64>().unwrap() - (2f64.ln() + 0.25)).abs() < 1e-12);
+        assert!((fig["nll_chosen"] - 0.5).abs() < 1e-12);
     }
 }
