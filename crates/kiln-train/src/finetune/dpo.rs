@@ -36,6 +36,11 @@ fn pair_batch(pairs: &[&TokenizedPair], pad: u32) -> SftBatch {
     SftBatch::padded(&rows, pad)
 }
 
+/// Trained tokens of the chosen answers in all (RPO's NLL is per token).
+fn chosen_tokens<'a>(pairs: impl IntoIterator<Item = &'a TokenizedPair>) -> usize {
+    pairs.into_iter().map(|p| p.chosen.trained_tokens()).sum()
+}
+
 /// (chosen, rejected) log-probabilities of every pair, in order, with no graph kept. In
 /// f32, as computed: they round-trip exactly through the JSON cache, so a resumed run's
 /// evaluation equals the uninterrupted run's to the bit.
@@ -118,7 +123,7 @@ impl Objective for Dpo {
         let (rc, rr) = ref_tensors(&self.refs, &idx, &self.dev)?;
         let n = idx.len();
         let settings = self.settings;
-        let chosen_tokens = pairs.iter().map(|p| p.chosen.trained_tokens()).sum();
+        let chosen_tokens = chosen_tokens(pairs.iter().copied());
         let (loss, grads, extra) = logps_loss_and_grads(model, &batch, &self.dev, vars, |lp| {
             let (pc, pr) = (lp.narrow(0, 0, n)?, lp.narrow(0, n, n)?);
             let (loss, figures) =
@@ -145,11 +150,10 @@ impl Objective for Dpo {
                 .collect();
             Tensor::from_vec(v, pairs.len(), &self.dev)
         };
-        let chosen_tokens = pairs.iter().map(|p| p.chosen.trained_tokens()).sum();
         let (loss, extra) = preference_loss(
             (&side(&logps, true)?, &side(&logps, false)?),
             (&side(refs, true)?, &side(refs, false)?),
-            chosen_tokens,
+            chosen_tokens(pairs),
             &self.settings,
         )?;
         Ok(Some(Evaluation {

@@ -223,7 +223,14 @@ mod tests {
         assert!((fig["rewards_rejected"] - 0.0).abs() < 1e-12);
         assert!((fig["margins"] - 0.05).abs() < 1e-12);
         assert_eq!(fig["accuracy"], 0.5);
-        assert!(!fig.contains_key("nll_chosen"));
+        let (l0, fig0) =
+            preference_loss((&pc, &pr), (&rc, &rr), 2, &DpoSettings::default()).unwrap();
+        let (l1, _) = dpo_loss(&pc, &pr, &rc, &rr, &DpoSettings::default()).unwrap();
+        assert_eq!(
+            l0.to_scalar::<f64>().unwrap(),
+            l1.to_scalar::<f64>().unwrap()
+        );
+        assert!(!fig0.contains_key("nll_chosen"), "plain DPO logs no NLL");
         // RPO adds alpha · (−Σ log π(chosen) / tokens) = 0.5 · 3/6 to DPO's log 2.
         let rpo = DpoSettings {
             rpo_alpha: 0.5,
