@@ -3,8 +3,9 @@
 # word problems of two to four arithmetic steps (prepare.py, no download); the base is
 # evaluated, LoRA-SFT on 1,000 worked solutions, evaluated again; then the SFT model samples
 # four solutions per new problem, one ending in the right number is paired against one that
-# does not, DPO continues the SFT adapter on the pairs, and the DPO model is evaluated
-# against the SFT model (paired differences with bootstrap intervals).
+# does not, each pair is cut after its first differing line (step_pairs.py: Step-DPO), DPO
+# continues the SFT adapter on the step pairs, and the DPO model is evaluated against the
+# SFT model (paired differences with bootstrap intervals).
 #
 # Usage: examples/word-arithmetic/run.sh [OUT_DIR]     (default runs/word-arithmetic)
 # Needs `kiln` on PATH (or KILN=path/to/kiln) and scripts/fetch-assets.sh's SmolLM2.
@@ -32,5 +33,6 @@ run "$KILN" --threads 2 "${EVAL[@]}" --adapter "$OUT/sft" --out "$OUT/sft.json" 
 run "$KILN" --threads 2 data prefs -m "$MODEL" --adapter "$OUT/sft" --prompts "$OUT/dpo_prompts.jsonl" \
   --samples 4 --scorer number --temperature 1.0 --top-k 0 --top-p 1 --min-p 0 --max-tokens 128 \
   --out "$OUT/prefs.jsonl"
+python3 "$HERE/step_pairs.py" "$OUT/prefs.jsonl" "$OUT/step_prefs.jsonl"
 run "$KILN" --threads 2 finetune dpo --config "$OUT/dpo.toml" --out "$OUT/dpo"
 run "$KILN" --threads 2 "${EVAL[@]}" --adapter "$OUT/dpo" --out "$OUT/dpo.json" --compare "$OUT/sft.json"

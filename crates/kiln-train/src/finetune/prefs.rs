@@ -2,7 +2,9 @@
 //! `{"prompt": "...", "chosen": "...", "rejected": "..."}`, where `prompt` may also be a
 //! list of chat messages ending with the user's turn. Each side becomes a chat example
 //! (prompt, then the assistant's answer) tokenized with the model's template, so only the
-//! answer's tokens (and its end-of-turn) are scored.
+//! answer's tokens (and its end-of-turn) are scored. A pair with `"partial": true` holds
+//! the first steps of two answers (Step-DPO): their end-of-turn is not scored, so the pair
+//! says which step comes next, not that the answer ends there.
 
 use std::path::Path;
 
@@ -13,6 +15,15 @@ use crate::error::{Result, TrainError};
 use crate::sft_data::{
     prepare_examples, DataReport, SftExample, SftRecord, SftTokenizer, TokenizedExample,
 };
+
+/// One JSONL line: the prompt with either answer, as chat records.
+#[derive(Debug, Clone)]
+pub struct PairRecord {
+    pub chosen: SftRecord,
+    pub rejected: SftRecord,
+    /// The answers stop mid-way: their turns are left open.
+    pub partial: bool,
+}
 
 /// One pair's tokens: the same prompt with either answer.
 #[derive(Debug, Clone)]
@@ -56,8 +67,9 @@ pub(crate) fn prompt_messages(v: &Value, path: &Path, line: usize) -> Result<Vec
     }
 }
 
-/// Reads `{"prompt", "chosen", "rejected"}` lines as pairs of chat records.
-pub fn read_pairs(path: &Path) -> Result<Vec<(SftRecord, SftRecord)>> {
+/// Reads `{"prompt", "chosen", "rejected"}` lines (optionally `"partial": true`) as pairs
+/// of chat records.
+pub fn read_pairs(path: &Path) -> Result<Vec<PairRecord>> {
     let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, "read", e))?;
     let mut out = vec![];
     for (i, raw) in text.lines().enumerate() {
@@ -88,6 +100,11 @@ pub fn read_pairs(path: &Path) -> Result<Vec<(SftRecord, SftRecord)>> {
             )
         })?;
         let messages = prompt_messages(prompt, path, line)?;
+        let partial = match v.get("partial") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(line_error(path, line, "\"partial\" must be true or false")),
+        };
         let side = |answer: &str| {
             let mut m = messages.clone();
             m.push(ChatMessage::new("assistant", answer));
@@ -96,7 +113,11 @@ pub fn read_pairs(path: &Path) -> Result<Vec<(SftRecord, SftRecord)>> {
                 example: SftExample::Chat(m),
             }
         };
-        out.push((side(chosen), side(rejected)));
+        out.push(PairRecord {
+            chosen: side(chosen),
+            rejected: side(rejected),
+            partial,
+        });
     }
     if out.is_empty() {
         return Err(TrainError::EmptyDataset { path: path.into() });
@@ -104,16 +125,36 @@ pub fn read_pairs(path: &Path) -> Result<Vec<(SftRecord, SftRecord)>> {
     Ok(out)
 }
 
+/// Drops the end-of-turn token of an example's last answer and what follows it (a template
+/// may score the newline after it too); an answer cut short by `max_len` has none and stays
+/// as it is.
+fn leave_turn_open(e: &mut TokenizedExample, end_of_turn: &[u32]) {
+    let Some(last) = e.loss_mask.iter().rposition(|&m| m) else {
+        return;
+    };
+    let run_start = e.loss_mask[..last]
+        .iter()
+        .rposition(|&m| !m)
+        .map_or(0, |i| i + 1);
+    if let Some(end) = (run_start..=last)
+        .rev()
+        .find(|&i| end_of_turn.contains(&e.input_ids[i]))
+    {
+        e.input_ids.truncate(end);
+        e.loss_mask.truncate(end);
+    }
+}
+
 /// Tokenizes pairs, cutting each side to `max_len`; a pair one of whose sides has nothing
 /// left to score is dropped, and the report counts pairs (and the lines dropped).
 pub fn prepare_pairs(
-    pairs: &[(SftRecord, SftRecord)],
+    pairs: &[PairRecord],
     tok: &SftTokenizer<'_>,
     max_len: usize,
     path: &Path,
 ) -> Result<(Vec<TokenizedPair>, DataReport)> {
-    let chosen: Vec<SftRecord> = pairs.iter().map(|p| p.0.clone()).collect();
-    let rejected: Vec<SftRecord> = pairs.iter().map(|p| p.1.clone()).collect();
+    let chosen: Vec<SftRecord> = pairs.iter().map(|p| p.chosen.clone()).collect();
+    let rejected: Vec<SftRecord> = pairs.iter().map(|p| p.rejected.clone()).collect();
     let (c, rc) = prepare_examples(&chosen, tok, max_len, path)?;
     let (r, rr) = prepare_examples(&rejected, tok, max_len, path)?;
     let by_line =
@@ -123,9 +164,18 @@ pub fn prepare_pairs(
     let (mut c, mut r) = (by_line(c), by_line(r));
     let mut report = DataReport::default();
     let mut out = vec![];
-    for (rec, _) in pairs {
-        match (c.remove(&rec.line), r.remove(&rec.line)) {
-            (Some(chosen), Some(rejected)) => {
+    for pair in pairs {
+        let line = pair.chosen.line;
+        let (mut chosen, mut rejected) = (c.remove(&line), r.remove(&line));
+        if pair.partial {
+            for e in [&mut chosen, &mut rejected].into_iter().flatten() {
+                leave_turn_open(e, tok.end_of_turn_ids());
+            }
+        }
+        match (chosen, rejected) {
+            (Some(chosen), Some(rejected))
+                if chosen.trained_tokens() > 0 && rejected.trained_tokens() > 0 =>
+            {
                 report.examples += 1;
                 for e in [&chosen, &rejected] {
                     report.total_tokens += e.len();
@@ -135,12 +185,12 @@ pub fn prepare_pairs(
                 out.push(TokenizedPair {
                     chosen,
                     rejected,
-                    line: rec.line,
+                    line,
                 });
             }
             _ => {
                 report.dropped_no_trainable_tokens += 1;
-                report.dropped_lines.push(rec.line);
+                report.dropped_lines.push(line);
             }
         }
     }
@@ -176,9 +226,60 @@ mod tests {
         std::fs::write(&p, format!("{good}\n")).unwrap();
         let pairs = read_pairs(&p).unwrap();
         assert_eq!(pairs.len(), 1);
-        let SftExample::Chat(m) = &pairs[0].1.example else {
+        assert!(!pairs[0].partial);
+        let SftExample::Chat(m) = &pairs[0].rejected.example else {
             panic!("a chat record")
         };
         assert_eq!(m.last().unwrap().content, "5");
+    }
+
+    #[test]
+    fn partial_pairs_leave_the_turn_open() {
+        let dir = tempfile::tempdir().unwrap();
+        kiln_model::tiny::write_tiny_llama(dir.path(), &Default::default()).unwrap();
+        let model = kiln_model::load(dir.path(), &candle_core::Device::Cpu).unwrap();
+        let tok = SftTokenizer::new(
+            &model.tokenizer,
+            model.chat_template.as_ref(),
+            crate::sft_data::TrainOn::Assistant,
+        );
+        let p = dir.path().join("prefs.jsonl");
+        let pair = r#""prompt": "2+3+4?", "chosen": "2 + 3 = 5.", "rejected": "2 + 3 = 6.""#;
+        std::fs::write(&p, format!("{{{pair}}}\n{{{pair}, \"partial\": true}}\n")).unwrap();
+        let records = read_pairs(&p).unwrap();
+        assert_eq!(
+            records.iter().map(|r| r.partial).collect::<Vec<_>>(),
+            [false, true]
+        );
+        let (pairs, report) = prepare_pairs(&records, &tok, 512, &p).unwrap();
+        assert_eq!(report.examples, 2);
+        let im_end = model.tokenizer.token_to_id("<|im_end|>").unwrap();
+        let last_scored = |e: &TokenizedExample| {
+            let i = e.loss_mask.iter().rposition(|&m| m).unwrap();
+            (e.input_ids[i], i + 1 == e.len())
+        };
+        let ends_turn =
+            |e: &TokenizedExample| e.input_ids.iter().rev().take(2).any(|&t| t == im_end);
+        for (whole, partial) in [
+            (&pairs[0].chosen, &pairs[1].chosen),
+            (&pairs[0].rejected, &pairs[1].rejected),
+        ] {
+            assert!(ends_turn(whole), "a whole answer ends its turn");
+            let (id, at_end) = last_scored(partial);
+            assert!(
+                id != im_end && at_end,
+                "a partial answer ends on its own text"
+            );
+            assert_eq!(partial.input_ids[..], whole.input_ids[..partial.len()]);
+            assert!(partial.trained_tokens() < whole.trained_tokens());
+            let text = model
+                .tokenizer
+                .decode(&partial.input_ids[partial.len() - 4..])
+                .unwrap();
+            assert!(text.ends_with("= 5.") || text.ends_with("= 6."), "{text:?}");
+        }
+        std::fs::write(&p, format!("{{{pair}, \"partial\": 1}}\n")).unwrap();
+        let e = read_pairs(&p).unwrap_err().to_string();
+        assert!(e.contains(":1:") && e.contains("partial"), "{e}");
     }
 }

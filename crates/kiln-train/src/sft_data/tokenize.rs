@@ -77,6 +77,11 @@ impl<'a> SftTokenizer<'a> {
         }
     }
 
+    /// Tokens that end a turn or a text (the model's end-of-sequence ids).
+    pub fn end_of_turn_ids(&self) -> &[u32] {
+        self.tokenizer.eos_token_ids()
+    }
+
     /// Tokenizes one record; `path` is the file it came from, for error messages.
     pub fn tokenize(&self, record: &SftRecord, path: &Path) -> Result<TokenizedExample> {
         let at_line = |msg: String| TrainError::DataLine {
