@@ -28,6 +28,8 @@ def main(src: str, dst: str) -> None:
     kept = skipped = 0
     with open(src) as f, open(dst + ".tmp", "w") as out:
         for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
             try:
                 pair = json.loads(line)
                 cut = first_step_pair(pair["chosen"], pair["rejected"])

@@ -4,7 +4,10 @@
 //! pool too small for all of them (the generations' growth preempts). Each choice's
 //! log-probabilities and each generation's tokens must equal those of the request alone.
 
-use kiln_engine::{EngineConfig, EngineEvent, EngineHandle, EngineRequest, RequestStream};
+mod common;
+
+use common::{collect, prompt_logprobs, submit_score};
+use kiln_engine::{EngineConfig, EngineHandle, EngineRequest, RequestStream};
 use kiln_model::tiny::{write_tiny_llama, TinyLlamaSpec};
 
 /// Deeper than the default tiny model so that 1 MiB of cache holds only 32 blocks of 8
@@ -27,13 +30,6 @@ fn engine(dir: &std::path::Path, config: EngineConfig) -> EngineHandle {
     kiln_engine::start(loaded, "tiny", config).unwrap()
 }
 
-fn submit(engine: &EngineHandle, tokens: Vec<u32>, from: usize) -> RequestStream {
-    let mut r = EngineRequest::greedy(tokens, 0);
-    r.prompt_logprobs = Some(0);
-    r.prompt_logprobs_from = from;
-    engine.submit(r).unwrap()
-}
-
 fn generate(engine: &EngineHandle, tokens: Vec<u32>) -> RequestStream {
     let mut r = EngineRequest::greedy(tokens, GENERATED);
     r.stop_at_eos = false;
@@ -43,31 +39,15 @@ fn generate(engine: &EngineHandle, tokens: Vec<u32>) -> RequestStream {
 const GENERATED: usize = 40;
 
 fn tokens(stream: &mut RequestStream) -> Vec<u32> {
-    let mut ids = vec![];
-    loop {
-        match stream.blocking_recv() {
-            Some(EngineEvent::Token { id, .. }) => ids.push(id),
-            Some(EngineEvent::Finished { .. }) => return ids,
-            Some(EngineEvent::Error(e)) => panic!("engine error: {e}"),
-            Some(EngineEvent::PromptLogprobs(_)) => {}
-            None => panic!("stream ended without Finished"),
-        }
-    }
+    collect(stream).0
 }
 
 fn logprobs(stream: &mut RequestStream) -> Vec<f32> {
-    let mut lps = None;
-    loop {
-        match stream.blocking_recv() {
-            Some(EngineEvent::PromptLogprobs(l)) => {
-                lps = Some(l.iter().map(|t| t.logprob).collect())
-            }
-            Some(EngineEvent::Finished { .. }) => return lps.expect("no prompt logprobs"),
-            Some(EngineEvent::Error(e)) => panic!("engine error: {e}"),
-            Some(EngineEvent::Token { .. }) => panic!("max_tokens 0 generated a token"),
-            None => panic!("stream ended without Finished"),
-        }
-    }
+    prompt_logprobs(stream)
+        .0
+        .into_iter()
+        .map(|(_, lp)| lp)
+        .collect()
 }
 
 /// A small deterministic generator (xorshift), so the workload needs no extra crate.
@@ -131,7 +111,7 @@ fn choices_scored_together_under_memory_pressure_score_as_alone() {
                 .iter()
                 .map(|c| {
                     let tokens = [ctx.as_slice(), c].concat();
-                    logprobs(&mut submit(&alone, tokens, ctx.len()))
+                    logprobs(&mut submit_score(&alone, tokens, ctx.len()))
                 })
                 .collect()
         })
@@ -159,7 +139,7 @@ fn choices_scored_together_under_memory_pressure_score_as_alone() {
             gens.push(generate(&busy, ctx.clone()));
             conts
                 .iter()
-                .map(|c| submit(&busy, [ctx.as_slice(), c].concat(), ctx.len()))
+                .map(|c| submit_score(&busy, [ctx.as_slice(), c].concat(), ctx.len()))
                 .collect()
         })
         .collect();

@@ -2,6 +2,9 @@
 //! single-stream generation, also with many requests in flight at once; cancellation and
 //! shutdown.
 
+mod common;
+
+use common::{collect, prompt_logprobs, submit_score};
 use kiln_engine::{EngineConfig, EngineEvent, EngineHandle, EngineRequest, FinishReason};
 use kiln_model::tiny::{write_tiny_llama, TinyLlamaSpec};
 use kiln_model::{generate, GenerateOptions, SamplingParams};
@@ -32,22 +35,6 @@ fn reference(dir: &std::path::Path, prompt: &[u32], n: usize) -> Vec<u32> {
     )
     .unwrap()
     .token_ids
-}
-
-fn collect(stream: &mut kiln_engine::RequestStream) -> (Vec<u32>, FinishReason) {
-    let mut ids = vec![];
-    loop {
-        match stream.blocking_recv() {
-            Some(EngineEvent::Token { id, .. }) => ids.push(id),
-            Some(EngineEvent::Finished { reason, usage }) => {
-                assert_eq!(usage.completion_tokens, ids.len());
-                return (ids, reason);
-            }
-            Some(EngineEvent::Error(e)) => panic!("engine error: {e}"),
-            Some(EngineEvent::PromptLogprobs(_)) => {}
-            None => panic!("stream ended without Finished"),
-        }
-    }
 }
 
 fn prompts() -> Vec<Vec<u32>> {
@@ -110,24 +97,7 @@ fn dropping_a_stream_cancels_it_and_the_engine_goes_on() {
 /// Prompt log-probabilities of `tokens` from index `from`, and the prompt tokens the prefix
 /// cache served.
 fn score(engine: &EngineHandle, tokens: Vec<u32>, from: usize) -> (Vec<(u32, f32)>, usize) {
-    let mut r = EngineRequest::greedy(tokens, 0);
-    r.prompt_logprobs = Some(0);
-    r.prompt_logprobs_from = from;
-    let mut stream = engine.submit(r).unwrap();
-    let mut lps = None;
-    loop {
-        match stream.blocking_recv() {
-            Some(EngineEvent::PromptLogprobs(l)) => {
-                lps = Some(l.iter().map(|t| (t.token, t.logprob)).collect())
-            }
-            Some(EngineEvent::Finished { usage, .. }) => {
-                return (lps.expect("no prompt logprobs"), usage.cached_tokens)
-            }
-            Some(EngineEvent::Error(e)) => panic!("engine error: {e}"),
-            Some(EngineEvent::Token { .. }) => panic!("max_tokens 0 generated a token"),
-            None => panic!("stream ended without Finished"),
-        }
-    }
+    prompt_logprobs(&mut submit_score(engine, tokens, from))
 }
 
 #[test]

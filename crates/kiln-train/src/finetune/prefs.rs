@@ -126,23 +126,26 @@ pub fn read_pairs(path: &Path) -> Result<Vec<PairRecord>> {
 }
 
 /// Drops the end-of-turn token of an example's last answer and what follows it (a template
-/// may score the newline after it too); an answer cut short by `max_len` has none and stays
-/// as it is.
-fn leave_turn_open(e: &mut TokenizedExample, end_of_turn: &[u32]) {
+/// may score the newline after it too). False when its last scored tokens hold none: an
+/// answer cut short by `max_len`, or a template whose turns end with a token the tokenizer
+/// does not list as an end token.
+fn leave_turn_open(e: &mut TokenizedExample, end_of_turn: &[u32]) -> bool {
     let Some(last) = e.loss_mask.iter().rposition(|&m| m) else {
-        return;
+        return false;
     };
     let run_start = e.loss_mask[..last]
         .iter()
         .rposition(|&m| !m)
         .map_or(0, |i| i + 1);
-    if let Some(end) = (run_start..=last)
+    let Some(end) = (run_start..=last)
         .rev()
         .find(|&i| end_of_turn.contains(&e.input_ids[i]))
-    {
-        e.input_ids.truncate(end);
-        e.loss_mask.truncate(end);
-    }
+    else {
+        return false;
+    };
+    e.input_ids.truncate(end);
+    e.loss_mask.truncate(end);
+    true
 }
 
 /// Tokenizes pairs, cutting each side to `max_len`; a pair one of whose sides has nothing
@@ -169,7 +172,14 @@ pub fn prepare_pairs(
         let (mut chosen, mut rejected) = (c.remove(&line), r.remove(&line));
         if pair.partial {
             for e in [&mut chosen, &mut rejected].into_iter().flatten() {
-                leave_turn_open(e, tok.end_of_turn_ids());
+                if !leave_turn_open(e, tok.end_of_turn_ids()) && e.len() < max_len {
+                    return Err(line_error(
+                        path,
+                        line,
+                        "a \"partial\" pair's answer ends with no end-of-turn token the \
+                         tokenizer knows, so its turn cannot be left open",
+                    ));
+                }
             }
         }
         match (chosen, rejected) {
