@@ -20,7 +20,7 @@ OUT="${1:-runs/word-arithmetic}"
 
 mkdir -p "$OUT"
 python3 "$HERE/prepare.py" "$OUT"
-for c in sft dpo; do
+for c in sft dpo dpo_slips; do
   sed "s#\"MODEL\"#\"$MODEL\"#" "$HERE/$c.toml" > "$OUT/$c.toml"
 done
 run() { echo "+ $*" >&2; "$@"; }
