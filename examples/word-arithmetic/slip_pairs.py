@@ -70,8 +70,11 @@ def read_prompts(path: str):
 def read_steps(prompts_path: str, eval_path: str):
     """Every checked step of every greedy answer, as (prompt, head, op, written, right)."""
     prompts = read_prompts(prompts_path)
-    with open(eval_path) as f:
-        items = json.load(f)["items"]
+    try:
+        with open(eval_path) as f:
+            items = json.load(f)["items"]
+    except (json.JSONDecodeError, KeyError) as e:
+        sys.exit(f"{eval_path}: expected `kiln finetune eval --out` JSON with items: {e}")
     for item in items:
         line = item["line"]
         if not 1 <= line <= len(prompts) or prompts[line - 1] is None:
