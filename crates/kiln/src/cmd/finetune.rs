@@ -57,9 +57,10 @@ pub struct MergeArgs {
 /// Each line of the data files is {"prompt": "..." or [messages], "chosen": "...",
 /// "rejected": "..."}; each answer is scored as the assistant's reply to the prompt under
 /// the model's chat template, its end-of-turn included unless the line says "partial": true
-/// (both answers are a solution's first steps, as in Step-DPO). The config is `kiln
-/// finetune sft`'s plus an optional [dpo] section: beta (0.1), loss = sigmoid|ipo, label_smoothing (0), rpo_alpha (0; above 0
-/// adds that times the chosen answers' NLL per token, as TRL's RPO). To continue an SFT run,
+/// (both answers are a solution's first steps, as in Step-DPO). The config is
+/// `kiln finetune sft`'s plus an optional [dpo] section: beta (0.1), loss = sigmoid|ipo,
+/// label_smoothing (0), rpo_alpha (0; above 0 adds that times the chosen answers' NLL per
+/// token, as TRL's RPO). To continue an SFT run,
 /// set [lora] init = "runs/sft" (the same r, alpha and target_modules): the reference is the
 /// model at the start of the run (the SFT model), its log-probabilities computed once and
 /// cached in OUT/reference_logps.json. metrics.jsonl logs rewards_chosen,
