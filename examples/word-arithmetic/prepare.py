@@ -7,8 +7,15 @@ and dpo_prompts.jsonl ({"prompt", "answer"} for `kiln finetune eval --scorer num
 `kiln data prefs --scorer number`). The sets are drawn from one seeded generator and no
 problem text appears in two of them.
 
-Usage: prepare.py OUT_DIR
+With --column-share P (0 by default), a share P of the training solutions, drawn apart
+from the problems so the problems stay the same, work every addition and subtraction digit
+by digit, units first, as in column arithmetic ("52 - 27: 12 - 7 = 5, 4 - 2 = 2, so 25.")
+instead of writing the result at once: a training set written in two styles, one of which
+is more often right.
+
+Usage: prepare.py OUT_DIR [--column-share P]
 """
+import argparse
 import json
 import os
 import random
@@ -26,8 +33,35 @@ ITEMS = [("apples", "bag"), ("marbles", "jar"), ("stickers", "pack"), ("pencils"
 FRIENDS = ["a friend", "a cousin", "a neighbour", "the teacher", "a classmate"]
 
 
-def problem(rng):
+def digits(n):
+    return [int(d) for d in reversed(str(n))]
+
+
+def column_add(a, b):
+    """a + b worked units first, each carry written out."""
+    da, db, parts, carry = digits(a), digits(b), [], 0
+    for i in range(max(len(da), len(db))):
+        x, y = (da + [0] * 9)[i], (db + [0] * 9)[i]
+        s = x + y + carry
+        parts.append(f"{x} + {y}" + (" + 1" if carry else "") + f" = {s}")
+        carry = s // 10
+    return f"{a} + {b}: " + ", ".join(parts) + f", so {a + b}"
+
+
+def column_sub(a, b):
+    """a - b (a > b) worked units first, each borrow folded into the digit it lowers."""
+    da, db, parts, borrow = digits(a), digits(b), [], 0
+    for i in range(len(da)):
+        x, y = da[i] - borrow, (db + [0] * 9)[i]
+        borrow = 1 if x < y else 0
+        parts.append(f"{x + 10 * borrow} - {y} = {x + 10 * borrow - y}")
+    return f"{a} - {b}: " + ", ".join(parts) + f", so {a - b}"
+
+
+def problem(rng, column=False):
     """One problem: its text, its worked solution and its answer."""
+    add = column_add if column else (lambda a, b: f"{a} + {b} = {a + b}")
+    sub = column_sub if column else (lambda a, b: f"{a} - {b} = {a - b}")
     name, he, his = rng.choice(NAMES)
     item, unit = rng.choice(ITEMS)
     x = rng.randint(5, 40)
@@ -47,18 +81,18 @@ def problem(rng):
         if kind == "add":
             b = rng.randint(2, 30)
             text.append(f"{he.capitalize()} finds {b} more {item}.")
-            steps.append(f"{x} + {b} = {x + b}.")
+            steps.append(f"{add(x, b)}.")
             x += b
         elif kind == "sub":
             b = rng.randint(2, x - 1)
             friend = rng.choice(FRIENDS)
             text.append(f"{he.capitalize()} gives {b} {item} to {friend}.")
-            steps.append(f"{x} - {b} = {x - b}.")
+            steps.append(f"{sub(x, b)}.")
             x -= b
         elif kind == "boxes":
             k, m = rng.randint(2, 5), rng.randint(2, 12)
             text.append(f"{he.capitalize()} buys {k} {unit}s with {m} {item} in each {unit}.")
-            steps.append(f"{k} {unit}s of {m}: {k} x {m} = {k * m}. {x} + {k * m} = {x + k * m}.")
+            steps.append(f"{k} {unit}s of {m}: {k} x {m} = {k * m}. {add(x, k * m)}.")
             x += k * m
         else:
             k = rng.choice(shares)
@@ -79,12 +113,24 @@ def prompt(text):
 
 
 def main():
-    out = sys.argv[1] if len(sys.argv) > 1 else sys.exit(__doc__)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("out")
+    ap.add_argument("--column-share", type=float, default=0.0)
+    args = ap.parse_args()
+    if not 0.0 <= args.column_share <= 1.0:
+        sys.exit(f"--column-share {args.column_share}: expected a share from 0 to 1")
+    out = args.out
     os.makedirs(out, exist_ok=True)
-    rng = random.Random(0)
+    # The style has its own generator: the problems (and so test.jsonl and
+    # dpo_prompts.jsonl) do not depend on the share.
+    rng, style = random.Random(0), random.Random(1)
     seen, rows = set(), []
     while len(rows) < TRAIN + EVAL + TEST + DPO:
-        text, solution, answer = problem(rng)
+        state = rng.getstate()
+        text, _, answer = problem(rng)
+        column = style.random() < args.column_share
+        rng.setstate(state)
+        text, solution, answer = problem(rng, column)
         if text not in seen:
             seen.add(text)
             rows.append((text, solution, answer))
