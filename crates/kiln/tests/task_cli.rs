@@ -72,6 +72,19 @@ fn eval_reports_the_mean_of_its_saved_scores() {
     ]));
     assert_eq!(again["delta"]["mean"], 0.0, "{again}");
 
+    // Without --regex each line's answer is its pattern: the same pattern on every line
+    // scores the same greedy completions as --regex did.
+    let lines: Vec<String> = (0..12)
+        .map(|i| {
+            serde_json::json!({"prompt": format!("Say something about {i}."),
+                               "answer": "^[\\x00-\\x7f]"})
+            .to_string()
+        })
+        .collect();
+    std::fs::write(&data, lines.join("\n") + "\n").unwrap();
+    let per_item = kiln_json(args(&["--scorer", "regex", "--max-tokens", "4"]));
+    assert_eq!(per_item["mean"], v["mean"], "{per_item}");
+
     // The exact scorer needs answers: a line without one is named.
     std::fs::write(
         &data,

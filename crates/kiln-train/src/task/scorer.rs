@@ -121,15 +121,18 @@ impl Scorer for FinalNumber {
     }
 }
 
-/// 1 when the completion matches a regular expression (a format check).
-pub struct RegexScorer {
-    re: Regex,
+/// 1 when the completion matches a regular expression (a format check): one pattern for
+/// every item, or each item's `answer` read as its own pattern (IFEval-style prompts, each
+/// naming its own constraint: "at most 12 words", "no commas").
+pub enum RegexScorer {
+    Fixed(Regex),
+    PerItem,
 }
 
 impl RegexScorer {
     pub fn new(pattern: &str) -> Result<Self> {
         Regex::new(pattern)
-            .map(|re| Self { re })
+            .map(Self::Fixed)
             .map_err(|e| TrainError::InvalidArgument(format!("--regex {pattern:?}: {e}")))
     }
 }
@@ -138,11 +141,25 @@ impl Scorer for RegexScorer {
     fn name(&self) -> &str {
         "regex"
     }
-    fn score(&self, _item: &TaskItem, completion: &str) -> Result<f64> {
-        Ok(f64::from(u8::from(self.re.is_match(completion))))
+    fn score(&self, item: &TaskItem, completion: &str) -> Result<f64> {
+        let matched = match self {
+            Self::Fixed(re) => re.is_match(completion),
+            Self::PerItem => {
+                let pattern = expected(self.name(), item)?;
+                Regex::new(pattern)
+                    .map_err(|e| {
+                        TrainError::InvalidArgument(format!(
+                            "line {}: the answer {pattern:?} is not a regular expression: {e}",
+                            item.line
+                        ))
+                    })?
+                    .is_match(completion)
+            }
+        };
+        Ok(f64::from(u8::from(matched)))
     }
     fn needs_answer(&self) -> bool {
-        false
+        matches!(self, Self::PerItem)
     }
 }
 
@@ -211,5 +228,27 @@ mod tests {
         assert_eq!(s.score(&item("x"), "networking").unwrap(), 1.0);
         assert_eq!(s.score(&item("x"), "Networking!").unwrap(), 0.0);
         assert!(RegexScorer::new("(").is_err());
+        assert!(!s.needs_answer());
+    }
+
+    #[test]
+    fn per_item_regex_reads_each_answer_as_its_pattern() {
+        let s = RegexScorer::PerItem;
+        assert!(s.needs_answer());
+        let no_commas = item("^[^,]*$");
+        assert_eq!(s.score(&no_commas, "a language for it").unwrap(), 1.0);
+        assert_eq!(s.score(&no_commas, "a language, for it").unwrap(), 0.0);
+        let short = item(r"^\W*(\w+\W*){1,3}$");
+        assert_eq!(s.score(&short, "one two three.").unwrap(), 1.0);
+        assert_eq!(s.score(&short, "one two three four.").unwrap(), 0.0);
+        let bad = TaskItem {
+            line: 7,
+            ..item("(")
+        };
+        let err = s.score(&bad, "x").unwrap_err().to_string();
+        assert!(
+            err.contains("line 7") && err.contains("not a regular expression"),
+            "{err}"
+        );
     }
 }

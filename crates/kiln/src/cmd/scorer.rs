@@ -16,7 +16,7 @@ pub enum ScorerKind {
     Contains,
     /// The last number in the completion equals the last number in "answer" (GSM8K-style).
     Number,
-    /// The completion matches --regex (a format check; no answer needed).
+    /// The completion matches --regex, or without it each line's "answer" read as a pattern.
     Regex,
     /// An LLM judge rates the completion 1-10 through --judge-url (OpenAI-compatible).
     Judge,
@@ -27,7 +27,7 @@ pub struct ScorerArgs {
     /// How a completion is scored.
     #[arg(long, value_enum, default_value_t = ScorerKind::Exact)]
     pub scorer: ScorerKind,
-    /// The pattern for --scorer regex.
+    /// The pattern for --scorer regex (without it, each line's "answer" is its own pattern).
     #[arg(long)]
     pub regex: Option<String>,
     /// Base URL of the judge's OpenAI-compatible API, e.g. http://127.0.0.1:8080/v1.
@@ -47,12 +47,10 @@ impl ScorerArgs {
             ScorerKind::Exact => Box::new(ExactAnswer),
             ScorerKind::Contains => Box::new(ContainsAnswer),
             ScorerKind::Number => Box::new(FinalNumber),
-            ScorerKind::Regex => {
-                let Some(p) = &self.regex else {
-                    bail!("--scorer regex needs --regex PATTERN");
-                };
-                Box::new(RegexScorer::new(p)?)
-            }
+            ScorerKind::Regex => match &self.regex {
+                Some(p) => Box::new(RegexScorer::new(p)?),
+                None => Box::new(RegexScorer::PerItem),
+            },
             ScorerKind::Judge => {
                 let Some(url) = &self.judge_url else {
                     bail!("--scorer judge needs --judge-url (an OpenAI-compatible /v1 base URL)");
