@@ -2,10 +2,12 @@
 """Builds the FOLDOC brief task, instruction following with checkable constraints (as in
 IFEval): given a computing-dictionary entry, say what the term is in at most N words, and
 for some prompts also in lowercase only and/or without commas. Each prompt's "answer" is a
-regular expression that holds exactly when every constraint it states does, for `kiln
+regular expression that holds exactly when every constraint it states does and the answer
+has at least three words (a sentence, not a bare article), for `kiln
 finetune eval --scorer regex` and `kiln data prefs --scorer regex` (no --regex: each line
 carries its own). The training answers are the entry's first sentence made to fit: cut to
-N words at a word that can end a phrase, lower-cased, commas dropped.
+N words at a word that can end a phrase, lower-cased, commas dropped; the prompt files carry
+that answer as "reference" too (breakdown.py compares answers with it).
 
 Writes train.jsonl (chat examples for `kiln finetune sft`), eval.jsonl (a small held-out
 chat set for the loss curve), test.jsonl and dpo_prompts.jsonl ({"prompt", "answer"}).
@@ -20,6 +22,9 @@ import re
 import sys
 
 TRAIN, DPO, EVAL, TEST = 1000, 500, 64, 300
+# Scored answers must also have at least this many words: "one short sentence" is not a
+# bare "a.", which is what DPO learned when only the stated limits were checked.
+LEAST_WORDS = 3
 # Words a cut phrase must not end on ("a language for the.").
 DANGLING = {"a", "an", "the", "of", "for", "to", "and", "or", "in", "on", "with", "by",
             "that", "which", "as", "is", "are", "from", "at", "its", "their", "be", "it"}
@@ -66,10 +71,10 @@ def instruction(term, definition, n, lower, no_commas):
             f"\n\nDictionary entry: {definition}")
 
 
-def pattern(n, lower, no_commas):
+def pattern(n, lower, no_commas, least=1):
     """A word is a run of non-space characters; the banned ones are left out of it."""
     word = r"[^\s" + ("A-Z" if lower else "") + ("," if no_commas else "") + "]+"
-    return rf"^\s*{word}(\s+{word}){{0,{n - 1}}}\s*$"
+    return rf"^\s*{word}(\s+{word}){{{least - 1},{n - 1}}}\s*$"
 
 
 def main():
@@ -110,9 +115,10 @@ def main():
 
     def prompts(part, path):
         with open(path, "w") as f:
-            for term, d, _, c in part:
+            for term, d, s, c in part:
                 f.write(json.dumps({"prompt": instruction(term, d, *c),
-                                    "answer": pattern(*c)}) + "\n")
+                                    "answer": pattern(*c, least=LEAST_WORDS),
+                                    "reference": fit(s, *c)}) + "\n")
 
     chat(train, f"{out}/train.jsonl")
     chat(ev, f"{out}/eval.jsonl")
