@@ -14,31 +14,19 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-KILN="${KILN:-kiln}"
-ASSETS="${KILN_ASSETS:-$HOME/.cache/kiln/assets}"
-MODEL="$ASSETS/SmolLM2-135M-Instruct.Q4_1.gguf"
+source "$HERE/../pipeline.sh"
 DICT="$ASSETS/foldoc/foldoc.dict.dz"
 OUT="${1:-runs/foldoc-brief}"
-for f in "$MODEL" "$DICT"; do
-  [ -f "$f" ] || { echo "missing $f: run scripts/fetch-assets.sh" >&2; exit 1; }
-done
+need_assets "$MODEL" "$DICT"
 
 mkdir -p "$OUT"
 python3 "$HERE/prepare.py" "$DICT" "$OUT"
-for c in sft dpo; do
-  sed "s#\"MODEL\"#\"$MODEL\"#" "$HERE/$c.toml" > "$OUT/$c.toml"
-done
-run() { echo "+ $*" >&2; "$@"; }
+copy_configs "$HERE" sft dpo
 # --scorer regex without --regex: each line's "answer" is its own pattern.
 EVAL=(finetune eval -m "$MODEL" --data "$OUT/test.jsonl" --scorer regex --max-tokens 48)
 
-run "$KILN" --threads 2 "${EVAL[@]}" --out "$OUT/base.json"
-run "$KILN" --threads 2 finetune sft --config "$OUT/sft.toml" --out "$OUT/sft"
-run "$KILN" --threads 2 "${EVAL[@]}" --adapter "$OUT/sft" --out "$OUT/sft.json" --compare "$OUT/base.json"
-run "$KILN" --threads 2 data prefs -m "$MODEL" --adapter "$OUT/sft" --prompts "$OUT/dpo_prompts.jsonl" \
-  --samples 4 --scorer regex --temperature 1.0 --top-k 0 --top-p 1 --min-p 0 --max-tokens 48 \
-  --out "$OUT/prefs.jsonl"
-run "$KILN" --threads 2 finetune dpo --config "$OUT/dpo.toml" --out "$OUT/dpo"
-run "$KILN" --threads 2 "${EVAL[@]}" --adapter "$OUT/dpo" --out "$OUT/dpo.json" --compare "$OUT/sft.json"
+base_then_sft
+sample_pairs --scorer regex --max-tokens 48
+dpo_then_eval
 # Which constraints each model keeps, answer length, and overlap with the reference answers.
 python3 "$HERE/breakdown.py" "$OUT/test.jsonl" "$OUT/base.json" "$OUT/sft.json" "$OUT/dpo.json"

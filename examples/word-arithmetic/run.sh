@@ -12,27 +12,17 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-KILN="${KILN:-kiln}"
-ASSETS="${KILN_ASSETS:-$HOME/.cache/kiln/assets}"
-MODEL="$ASSETS/SmolLM2-135M-Instruct.Q4_1.gguf"
+source "$HERE/../pipeline.sh"
 OUT="${1:-runs/word-arithmetic}"
-[ -f "$MODEL" ] || { echo "missing $MODEL: run scripts/fetch-assets.sh" >&2; exit 1; }
+need_assets "$MODEL"
 
 mkdir -p "$OUT"
 python3 "$HERE/prepare.py" "$OUT"
-for c in sft dpo dpo_slips; do
-  sed "s#\"MODEL\"#\"$MODEL\"#" "$HERE/$c.toml" > "$OUT/$c.toml"
-done
-run() { echo "+ $*" >&2; "$@"; }
+copy_configs "$HERE" sft dpo dpo_slips
 # The last number of the answer counts, as for GSM8K.
 EVAL=(finetune eval -m "$MODEL" --data "$OUT/test.jsonl" --scorer number --max-tokens 128)
 
-run "$KILN" --threads 2 "${EVAL[@]}" --out "$OUT/base.json"
-run "$KILN" --threads 2 finetune sft --config "$OUT/sft.toml" --out "$OUT/sft"
-run "$KILN" --threads 2 "${EVAL[@]}" --adapter "$OUT/sft" --out "$OUT/sft.json" --compare "$OUT/base.json"
-run "$KILN" --threads 2 data prefs -m "$MODEL" --adapter "$OUT/sft" --prompts "$OUT/dpo_prompts.jsonl" \
-  --samples 4 --scorer number --temperature 1.0 --top-k 0 --top-p 1 --min-p 0 --max-tokens 128 \
-  --out "$OUT/prefs.jsonl"
+base_then_sft
+sample_pairs --scorer number --max-tokens 128
 python3 "$HERE/step_pairs.py" "$OUT/prefs.jsonl" "$OUT/step_prefs.jsonl"
-run "$KILN" --threads 2 finetune dpo --config "$OUT/dpo.toml" --out "$OUT/dpo"
-run "$KILN" --threads 2 "${EVAL[@]}" --adapter "$OUT/dpo" --out "$OUT/dpo.json" --compare "$OUT/sft.json"
+dpo_then_eval
