@@ -6,23 +6,34 @@ use regex::Regex;
 use super::items::TaskItem;
 use crate::error::{Result, TrainError};
 
-/// Refuses items without an `answer` when `scorer` needs one, naming the file and line.
+/// Refuses, before any generation, items without an `answer` when `scorer` needs one and
+/// answers the scorer cannot read, naming the file and line.
 pub fn check_answers(
     scorer: &dyn Scorer,
     items: &[TaskItem],
     path: &std::path::Path,
 ) -> Result<()> {
-    match items.iter().find(|i| i.answer.is_none()) {
-        Some(it) if scorer.needs_answer() => Err(TrainError::DataLine {
-            path: path.into(),
-            line: it.line,
-            msg: format!(
-                "the {} scorer needs an \"answer\" on every line",
-                scorer.name()
-            ),
-        }),
-        _ => Ok(()),
+    let at = |line, msg| TrainError::DataLine {
+        path: path.into(),
+        line,
+        msg,
+    };
+    for it in items {
+        match &it.answer {
+            None if scorer.needs_answer() => {
+                let msg = format!(
+                    "the {} scorer needs an \"answer\" on every line",
+                    scorer.name()
+                );
+                return Err(at(it.line, msg));
+            }
+            None => {}
+            Some(answer) => scorer
+                .check_answer(answer)
+                .map_err(|msg| at(it.line, msg))?,
+        }
     }
+    Ok(())
 }
 
 pub trait Scorer {
@@ -31,6 +42,10 @@ pub trait Scorer {
     /// Whether items must carry an `answer`.
     fn needs_answer(&self) -> bool {
         true
+    }
+    /// Why `answer` cannot be scored against, if it cannot.
+    fn check_answer(&self, _answer: &str) -> std::result::Result<(), String> {
+        Ok(())
     }
 }
 
@@ -161,6 +176,14 @@ impl Scorer for RegexScorer {
     fn needs_answer(&self) -> bool {
         matches!(self, Self::PerItem)
     }
+    fn check_answer(&self, answer: &str) -> std::result::Result<(), String> {
+        match self {
+            Self::Fixed(_) => Ok(()),
+            Self::PerItem => Regex::new(answer)
+                .map(drop)
+                .map_err(|e| format!("the answer {answer:?} is not a regular expression: {e}")),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -250,5 +273,15 @@ mod tests {
             err.contains("line 7") && err.contains("not a regular expression"),
             "{err}"
         );
+        // The same pattern is refused when the file is checked, before any generation.
+        let items = [no_commas, bad];
+        let err = check_answers(&s, &items, std::path::Path::new("t.jsonl"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("t.jsonl") && err.contains('7') && err.contains("not a regular"),
+            "{err}"
+        );
+        assert!(check_answers(&RegexScorer::new("x").unwrap(), &items, "t".as_ref()).is_ok());
     }
 }
