@@ -297,7 +297,11 @@ lr = 2e-4
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
         let mut parsed = 0;
         for dir in std::fs::read_dir(&root).unwrap() {
-            for f in std::fs::read_dir(dir.unwrap().path()).unwrap() {
+            let dir = dir.unwrap().path();
+            if !dir.is_dir() {
+                continue; // examples/pipeline.sh, shared by the examples' run.sh
+            }
+            for f in std::fs::read_dir(dir).unwrap() {
                 let p = f.unwrap().path();
                 if p.extension().is_some_and(|e| e == "toml") {
                     let text = std::fs::read_to_string(&p).unwrap();
