@@ -29,6 +29,8 @@ pub enum EvalError {
     Sandbox(String),
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Write(#[from] kiln_model::atomic::AtomicWriteError),
 }
 
 pub type Result<T> = std::result::Result<T, EvalError>;

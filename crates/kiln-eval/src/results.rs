@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
-use crate::error::{io_err, Result};
+use crate::error::Result;
 use crate::html_report::{html_report, LabelledRun};
 use crate::metrics::Summary;
 use crate::runner::TaskResult;
@@ -107,8 +107,7 @@ pub fn report_markdown(results: &Value) -> String {
     s
 }
 
-/// Writes `results.json`, `report.md` and `report.html` into `dir` (each through a temp
-/// file and rename).
+/// Writes `results.json`, `report.md` and `report.html` into `dir`, each atomically.
 pub fn write_results(dir: &Path, results: &Value) -> Result<()> {
     write_atomic(
         &dir.join(RESULTS_FILE),
@@ -127,8 +126,6 @@ pub fn write_results(dir: &Path, results: &Value) -> Result<()> {
     write_atomic(&dir.join("report.html"), page.as_bytes())
 }
 
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    Ok(kiln_model::atomic::write_bytes_atomic(path, bytes)?)
 }

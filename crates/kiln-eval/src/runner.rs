@@ -414,17 +414,13 @@ pub(crate) fn run_samples<T: Sync, S: Sample>(
     })
 }
 
-/// Rewrites the per-sample file in document order (temp file, then rename).
+/// Rewrites the per-sample file in document order, atomically.
 fn write_sorted<S: Sample>(path: &Path, items: &[S]) -> Result<()> {
-    let tmp = path.with_extension("jsonl.tmp");
-    let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io_err(&tmp))?);
-    for r in items {
-        serde_json::to_writer(&mut w, r)?;
-        w.write_all(b"\n").map_err(io_err(&tmp))?;
-    }
-    w.into_inner()
-        .map_err(|e| e.into_error())
-        .and_then(|f| f.sync_all())
-        .map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))
+    Ok(kiln_model::atomic::write_atomic(path, |w| {
+        for r in items {
+            serde_json::to_writer(&mut *w, r)?;
+            w.write_all(b"\n")?;
+        }
+        Ok(())
+    })?)
 }

@@ -46,6 +46,8 @@ pub enum ModelError {
     Candle(#[from] candle_core::Error),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Write(#[from] crate::atomic::AtomicWriteError),
 }
 
 impl ModelError {

@@ -1,6 +1,7 @@
 //! kiln's model layer: the Llama-family causal LM behind one forward contract, weights from
 //! safetensors or GGUF (quantized kept quantized), tokenizers, chat templates and sampling.
 
+pub mod atomic;
 pub mod causal_lm;
 pub mod chat_template;
 pub mod config;

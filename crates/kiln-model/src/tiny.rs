@@ -117,7 +117,10 @@ pub fn write_tiny_llama(dir: &Path, spec: &TinyLlamaSpec) -> Result<()> {
     }
     let write = |name: &str, v: &serde_json::Value| -> Result<()> {
         let text = serde_json::to_string_pretty(v).map_err(|e| ModelError::file(dir, e))?;
-        std::fs::write(dir.join(name), text).map_err(io)
+        Ok(crate::atomic::write_bytes_atomic(
+            &dir.join(name),
+            text.as_bytes(),
+        )?)
     };
     write("config.json", &config)?;
     write("tokenizer.json", &tokenizer_json())?;
@@ -126,8 +129,10 @@ pub fn write_tiny_llama(dir: &Path, spec: &TinyLlamaSpec) -> Result<()> {
         &json!({"bos_token": "<|im_start|>", "eos_token": "<|im_end|>",
                 "chat_template": crate::chat_template::CHATML}),
     )?;
-    candle_core::safetensors::save(&tensors, dir.join("model.safetensors"))?;
-    Ok(())
+    Ok(crate::atomic::write_atomic_via(
+        &dir.join("model.safetensors"),
+        |tmp| candle_core::safetensors::save(&tensors, tmp).map_err(std::io::Error::other),
+    )?)
 }
 
 /// A LoRA adapter for `base` on every layer and each of `lora`'s modules, with normal

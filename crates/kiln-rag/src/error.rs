@@ -27,6 +27,8 @@ pub enum RagError {
     /// The language model of reranking, query rewriting or answering.
     #[error("llm: {0}")]
     Llm(#[from] kiln_eval::EvalError),
+    #[error(transparent)]
+    Write(#[from] kiln_model::atomic::AtomicWriteError),
     #[error("{0}")]
     Other(String),
 }

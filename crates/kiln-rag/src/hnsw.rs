@@ -11,7 +11,6 @@
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
-use std::io::Write;
 use std::path::Path;
 
 use rand::{Rng, SeedableRng};
@@ -118,11 +117,7 @@ impl Hnsw {
                 }
             }
         }
-        let tmp = path.with_extension("bin.tmp");
-        let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
-        f.write_all(&b).map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
-        std::fs::rename(&tmp, path).map_err(io_err(path))
+        Ok(kiln_model::atomic::write_bytes_atomic(path, &b)?)
     }
 
     /// Reads a graph saved by `save` over `vectors`; a file that does not fit them (another

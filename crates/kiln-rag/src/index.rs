@@ -306,7 +306,7 @@ pub fn commit(
                 meta: meta.clone(),
             }),
     )?;
-    sync_dir(&g)?;
+    kiln_model::atomic::sync_dir(&g)?;
 
     let manifest = Manifest {
         format: FORMAT,
@@ -316,15 +316,9 @@ pub fn commit(
         documents: docs.len(),
         chunks: row,
     };
-    let tmp = dir.join(format!("{MANIFEST}.tmp"));
-    {
-        let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
-        f.write_all(serde_json::to_string_pretty(&manifest)?.as_bytes())
-            .and_then(|_| f.sync_all())
-            .map_err(io_err(&tmp))?;
-    }
-    std::fs::rename(&tmp, dir.join(MANIFEST)).map_err(io_err(dir))?;
-    sync_dir(dir)?;
+    // The commit: the new generation becomes the index once the manifest names it.
+    let text = serde_json::to_string_pretty(&manifest)?;
+    kiln_model::atomic::write_bytes_atomic(&dir.join(MANIFEST), text.as_bytes())?;
     // Older generations are no longer reachable.
     for e in std::fs::read_dir(dir).map_err(io_err(dir))?.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -338,12 +332,6 @@ pub fn commit(
         }
     }
     Ok(manifest)
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(io_err(dir))
 }
 
 /// The committed documents with their chunks and vectors, keyed by id (the starting point

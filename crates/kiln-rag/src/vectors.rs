@@ -3,7 +3,7 @@
 //! row after row and scores every one (a dot product in 16 lanes the compiler vectorises),
 //! which is exact and, at tens of thousands of chunks, well under a millisecond a query.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 
 use crate::error::{io_err, RagError, Result};
@@ -48,15 +48,12 @@ impl FlatVectors {
 
     /// Little-endian f32s, rows in order.
     pub fn write(&self, path: &Path) -> Result<()> {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(io_err(path))?);
-        for x in &self.data {
-            f.write_all(&x.to_le_bytes()).map_err(io_err(path))?;
-        }
-        let f = f.into_inner().map_err(|e| RagError::Io {
-            path: path.to_path_buf(),
-            cause: e.into_error(),
-        })?;
-        f.sync_all().map_err(io_err(path))
+        Ok(kiln_model::atomic::write_atomic(path, |w| {
+            for x in &self.data {
+                w.write_all(&x.to_le_bytes())?;
+            }
+            Ok(())
+        })?)
     }
 
     /// Reads `rows` rows of width `dim`; a file of another size is corrupt.

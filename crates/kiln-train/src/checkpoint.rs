@@ -9,7 +9,6 @@
 //! and names the file at fault.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
@@ -53,10 +52,14 @@ fn err(path: &Path, msg: impl std::fmt::Display) -> TrainError {
     }
 }
 
+/// fsyncs a file or directory of a checkpoint being written (the directory as a whole is
+/// then renamed into place: the directory form of kiln_model's atomic writes).
 fn sync(path: &Path) -> Result<()> {
-    File::open(path)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| TrainError::io(path, "sync", e))
+    if path.is_dir() {
+        Ok(kiln_model::atomic::sync_dir(path)?)
+    } else {
+        Ok(kiln_model::atomic::sync_file(path)?)
+    }
 }
 
 /// The step of a `step-NNNNNN` name.

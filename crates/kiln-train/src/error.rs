@@ -120,6 +120,16 @@ impl fmt::Display for PathList<'_> {
     }
 }
 
+impl From<kiln_model::atomic::AtomicWriteError> for TrainError {
+    fn from(e: kiln_model::atomic::AtomicWriteError) -> Self {
+        Self::Io {
+            path: e.path,
+            op: e.op,
+            err: e.err,
+        }
+    }
+}
+
 impl From<kiln_model::ModelError> for TrainError {
     fn from(e: kiln_model::ModelError) -> Self {
         Self::Model(e.to_string())

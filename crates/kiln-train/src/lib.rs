@@ -10,7 +10,6 @@
 
 pub mod ablate;
 pub mod adamw;
-mod atomic;
 pub mod char_tokenizer;
 pub mod checkpoint;
 pub mod clip;
@@ -35,7 +34,6 @@ pub mod train_config;
 pub mod trainer;
 
 pub use adamw::{AdamW, AdamWConfig};
-pub use atomic::{write_atomic, write_bytes_atomic};
 pub use char_tokenizer::CharTokenizer;
 pub use clip::{clip_grad_norm, clip_scale, grad_norm};
 pub use corpus::{read_corpus, read_text, SourceText};

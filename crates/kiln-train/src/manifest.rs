@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::atomic::write_bytes_atomic;
 use crate::error::{Result, TrainError};
+use kiln_model::atomic::write_bytes_atomic;
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const FORMAT: &str = "kiln-token-shards";
@@ -194,7 +194,7 @@ impl Manifest {
             msg: e.to_string(),
         })?;
         json.push('\n');
-        write_bytes_atomic(&path, json.as_bytes())
+        Ok(write_bytes_atomic(&path, json.as_bytes())?)
     }
 }
 

@@ -2,7 +2,7 @@
 //! log-log compute-vs-loss chart (`scaling.png`).
 //!
 //! Drawn with plotters' bitmap backend into memory, encoded with `png`, then written through
-//! [`write_bytes_atomic`](crate::atomic::write_bytes_atomic) so a reader never sees half an
+//! [`write_bytes_atomic`](kiln_model::atomic::write_bytes_atomic) so a reader never sees half an
 //! image. Text goes through plotters' `ab_glyph` renderer with DejaVu Sans embedded in the
 //! binary (the `dejavu` crate), so plots have labels on machines without fonts or
 //! fontconfig.
@@ -13,9 +13,9 @@ use std::sync::OnceLock;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::atomic::write_bytes_atomic;
 use crate::error::{Result, TrainError};
 use crate::scaling_fit::ScalingFit;
+use kiln_model::atomic::write_bytes_atomic;
 
 const SIZE: (u32, u32) = (960, 600);
 const FONT: &str = "sans-serif";
@@ -292,7 +292,7 @@ where
             .map_err(|e| fail(e.to_string()))?;
         writer.finish().map_err(|e| fail(e.to_string()))?;
     }
-    write_bytes_atomic(out, &bytes)
+    Ok(write_bytes_atomic(out, &bytes)?)
 }
 
 /// Registers the embedded DejaVu Sans with plotters once per process (plotters keeps a

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::atomic::{write_atomic, write_bytes_atomic};
 use crate::corpus::read_text;
 use crate::encode::encode_text;
 use crate::error::{Result, TrainError};
@@ -21,6 +20,7 @@ use crate::manifest::{
     MANIFEST_FILE, SPLIT_RULE,
 };
 use crate::tokenizer_train::vocab_size;
+use kiln_model::atomic::{write_atomic, write_bytes_atomic};
 
 pub const TRAIN_FILE: &str = "train.bin";
 pub const VAL_FILE: &str = "val.bin";

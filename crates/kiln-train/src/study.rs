@@ -144,7 +144,7 @@ pub fn dir_name(s: &str) -> String {
 /// Writes `text` to `dir/name` atomically, returning the path.
 pub fn write_output(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
     let path = dir.join(name);
-    crate::atomic::write_bytes_atomic(&path, text.as_bytes())?;
+    kiln_model::atomic::write_bytes_atomic(&path, text.as_bytes())?;
     Ok(path)
 }
 

@@ -12,11 +12,11 @@ use tokenizers::models::TrainerWrapper;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Decoder, Tokenizer};
 
-use crate::atomic::write_bytes_atomic;
 use crate::char_tokenizer::CharTokenizer;
 use crate::corpus::read_corpus;
 use crate::encode::safe_chunks;
 use crate::error::{Result, TrainError};
+use kiln_model::atomic::write_bytes_atomic;
 
 /// GPT-2's end-of-text token, the default special token of BPE tokenizers.
 pub const ENDOFTEXT: &str = "<|endoftext|>";
@@ -225,7 +225,7 @@ pub fn save_tokenizer(tok: &Tokenizer, path: &Path) -> Result<()> {
     let json = tok
         .to_string(true)
         .map_err(|e| TrainError::tokenizer("serializing", e))?;
-    write_bytes_atomic(path, json.as_bytes())
+    Ok(write_bytes_atomic(path, json.as_bytes())?)
 }
 
 /// Loads a `tokenizer.json`, naming the file on failure.

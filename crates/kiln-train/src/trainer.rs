@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
+use kiln_model::atomic::{write_atomic_via, write_bytes_atomic};
 use kiln_model::config::ModelConfig;
 use kiln_model::weights::vars::{Param, VarWeights};
 use kiln_model::weights::Weights;
@@ -248,7 +249,8 @@ pub(crate) fn open_metrics(path: &Path, start: u64) -> Result<std::fs::File> {
         })
         .map(|l| format!("{l}\n"))
         .collect();
-    std::fs::write(path, kept).map_err(|e| TrainError::io(path, "write", e))?;
+    // Atomically: a crash here must not lose the curve the checkpoint stands for.
+    write_bytes_atomic(path, kept.as_bytes())?;
     std::fs::OpenOptions::new()
         .append(true)
         .open(path)
@@ -273,16 +275,15 @@ fn export(run: &Path, cfg: &ModelConfig, params: &[Param], data_dir: &Path) -> R
     config["eos_token_id"] = special_id.into();
     let text = serde_json::to_vec_pretty(&config)
         .map_err(|e| TrainError::InvalidArgument(e.to_string()))?;
-    crate::atomic::write_bytes_atomic(&run.join("config.json"), &text)?;
+    write_bytes_atomic(&run.join("config.json"), &text)?;
     let weights: std::collections::HashMap<String, Tensor> = params
         .iter()
         .map(|p| (p.name.clone(), p.var.as_tensor().clone()))
         .collect();
-    let tmp = run.join(".model.safetensors.partial");
-    candle_core::safetensors::save(&weights, &tmp)?;
-    std::fs::rename(&tmp, run.join("model.safetensors"))
-        .map_err(|e| TrainError::io(run, "rename", e))?;
-    crate::atomic::write_bytes_atomic(&run.join("tokenizer.json"), &tok)?;
+    write_atomic_via(&run.join("model.safetensors"), |tmp| {
+        candle_core::safetensors::save(&weights, tmp).map_err(std::io::Error::other)
+    })?;
+    write_bytes_atomic(&run.join("tokenizer.json"), &tok)?;
     // For transformers' AutoTokenizer (the fast tokenizer reads tokenizer.json as is) and
     // kiln's loader (which takes EOS from here too). No chat template: a pretrained run is a
     // base model.
@@ -297,7 +298,7 @@ fn export(run: &Path, cfg: &ModelConfig, params: &[Param], data_dir: &Path) -> R
     }
     let text =
         serde_json::to_vec_pretty(&tc).map_err(|e| TrainError::InvalidArgument(e.to_string()))?;
-    crate::atomic::write_bytes_atomic(&run.join("tokenizer_config.json"), &text)?;
+    write_bytes_atomic(&run.join("tokenizer_config.json"), &text)?;
     Ok(())
 }
 

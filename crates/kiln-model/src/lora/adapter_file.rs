@@ -5,13 +5,13 @@
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 
 use super::config::LoraConfig;
 use super::target::{LoraFactor, LoraTarget};
+use crate::atomic::write_bytes_atomic;
 use crate::config::ModelConfig;
 use crate::error::{AdapterShapeMismatch, ModelError, Result};
 use crate::weights::rope_rows::{halves_to_interleaved, interleaved_to_halves, reordered_heads};
@@ -132,12 +132,12 @@ pub fn save_adapter(dir: &Path, adapter: &LoraAdapter, base: &ModelConfig) -> Re
     let weights_path = dir.join(ADAPTER_WEIGHTS_FILE);
     let bytes = safetensors::serialize(views, Some(metadata))
         .map_err(|e| ModelError::file(&weights_path, format!("cannot serialize: {e}")))?;
-    write_atomically(&weights_path, &bytes)?;
+    write_bytes_atomic(&weights_path, &bytes)?;
     let config_path = dir.join(ADAPTER_CONFIG_FILE);
     let mut json = serde_json::to_string_pretty(&adapter.config.to_peft_json())
         .map_err(|e| ModelError::file(&config_path, e))?;
     json.push('\n');
-    write_atomically(&config_path, json.as_bytes())
+    Ok(write_bytes_atomic(&config_path, json.as_bytes())?)
 }
 
 /// Reads the adapter in `dir` and checks that it fits `base`. Factors come back as f32 on
@@ -226,35 +226,4 @@ fn read_weights(path: &Path, device: &Device) -> Result<BTreeMap<LoraTarget, Lor
         }
     }
     Ok(out)
-}
-
-/// Temp file in the same directory + fsync + rename + directory fsync: the file under its
-/// final name is always complete. (kiln-train has the same helper; kiln-model sits below
-/// it and cannot use it.)
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-    let tmp: PathBuf = dir.join(format!(
-        ".kiln-tmp-{}-{}",
-        std::process::id(),
-        file_name.unwrap_or_default()
-    ));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
-        #[cfg(unix)]
-        std::fs::File::open(dir)?.sync_all()?;
-        Ok(())
-    })();
-    result.map_err(|e| {
-        // Best effort: the temp file may not exist if `create` itself failed.
-        let _ = std::fs::remove_file(&tmp);
-        ModelError::file(path, format!("cannot write: {e}"))
-    })
 }

@@ -89,7 +89,7 @@ fn references(
         logps: logps.clone(),
     })
     .map_err(|e| TrainError::InvalidArgument(e.to_string()))?;
-    crate::atomic::write_bytes_atomic(cache, text.as_bytes())?;
+    kiln_model::atomic::write_bytes_atomic(cache, text.as_bytes())?;
     Ok(logps)
 }
 

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
+use kiln_model::atomic::{write_atomic_via, write_bytes_atomic};
 use kiln_model::loader;
 use kiln_model::lora::{load_adapter, LoraTarget};
 use kiln_model::params::parameter_specs;
@@ -65,10 +66,9 @@ pub fn merge_adapter(base: &Path, adapter_dir: &Path, out: &Path) -> Result<Merg
         tensors.insert(spec.name, w.contiguous()?);
     }
     std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, "create", e))?;
-    let tmp = out.join(".model.safetensors.partial");
-    candle_core::safetensors::save(&tensors, &tmp)?;
-    std::fs::rename(&tmp, out.join("model.safetensors"))
-        .map_err(|e| TrainError::io(out, "rename", e))?;
+    write_atomic_via(&out.join("model.safetensors"), |tmp| {
+        candle_core::safetensors::save(&tensors, tmp).map_err(std::io::Error::other)
+    })?;
     write_config_and_tokenizer(base, &cfg, out)?;
     Ok(MergeReport {
         out: out.to_path_buf(),
@@ -93,7 +93,7 @@ fn write_config_and_tokenizer(
             let from = base.join(f);
             if from.exists() {
                 let bytes = std::fs::read(&from).map_err(|e| TrainError::io(&from, "read", e))?;
-                crate::atomic::write_bytes_atomic(&out.join(f), &bytes)?;
+                write_bytes_atomic(&out.join(f), &bytes)?;
             }
         }
         return Ok(());
@@ -104,13 +104,13 @@ fn write_config_and_tokenizer(
             base.display()
         )));
     }
-    crate::atomic::write_bytes_atomic(&out.join("config.json"), &json(&cfg.to_hf_json())?)?;
+    write_bytes_atomic(&out.join("config.json"), &json(&cfg.to_hf_json())?)?;
     let (tok, template) = loader::load_tokenizer(base)?;
     let tok_json = tok
         .inner()
         .to_string(true)
         .map_err(|e| TrainError::InvalidArgument(format!("tokenizer: {e}")))?;
-    crate::atomic::write_bytes_atomic(&out.join("tokenizer.json"), tok_json.as_bytes())?;
+    write_bytes_atomic(&out.join("tokenizer.json"), tok_json.as_bytes())?;
     let name = |id: Option<u32>| id.and_then(|i| tok.id_to_token(i));
     let mut tc = serde_json::json!({
         "tokenizer_class": "PreTrainedTokenizerFast",
@@ -122,5 +122,8 @@ fn write_config_and_tokenizer(
     if let Some(t) = template {
         tc["chat_template"] = t.source().into();
     }
-    crate::atomic::write_bytes_atomic(&out.join("tokenizer_config.json"), &json(&tc)?)
+    Ok(write_bytes_atomic(
+        &out.join("tokenizer_config.json"),
+        &json(&tc)?,
+    )?)
 }

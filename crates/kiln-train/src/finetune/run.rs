@@ -148,7 +148,7 @@ pub fn run_finetune(
     }
     let report_text = serde_json::to_string_pretty(&data.0)
         .map_err(|e| TrainError::InvalidArgument(e.to_string()))?;
-    crate::atomic::write_bytes_atomic(&run.join("data_report.json"), report_text.as_bytes())?;
+    kiln_model::atomic::write_bytes_atomic(&run.join("data_report.json"), report_text.as_bytes())?;
     let metrics_path = run.join("metrics.jsonl");
     let mut metrics = open_metrics(&metrics_path, start)?;
     let end = opts.stop_at.unwrap_or(t.max_steps).min(t.max_steps);

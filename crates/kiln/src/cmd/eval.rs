@@ -270,7 +270,7 @@ fn report(r: ReportArgs) -> Result<()> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("{}: cannot create", dir.display()))?;
     }
-    kiln_eval::results::write_atomic(&r.out, html_report(&runs).as_bytes())?;
+    kiln_model::atomic::write_bytes_atomic(&r.out, html_report(&runs).as_bytes())?;
     eprintln!("wrote {}", r.out.display());
     Ok(())
 }

@@ -1,9 +1,8 @@
 //! `kiln data prefs`: synthetic preference pairs for DPO from a model's own samples.
 
-use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args as ClapArgs;
 use indicatif::{ProgressBar, ProgressStyle};
 use kiln_train::task::{
@@ -86,19 +85,13 @@ pub fn run(a: PrefsArgs) -> Result<()> {
         report.capped = dropped;
         report.pairs = pairs.len();
     }
-    let tmp = a.out.with_extension("jsonl.partial");
-    let mut f = std::io::BufWriter::new(
-        std::fs::File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?,
-    );
-    for p in &pairs {
-        serde_json::to_writer(&mut f, p)?;
-        f.write_all(b"\n")?;
-    }
-    f.into_inner()
-        .map_err(|e| e.into_error())
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, &a.out).with_context(|| format!("{}: cannot write", a.out.display()))?;
+    kiln_model::atomic::write_atomic(&a.out, |w| {
+        for p in &pairs {
+            serde_json::to_writer(&mut *w, p)?;
+            w.write_all(b"\n")?;
+        }
+        Ok(())
+    })?;
     if a.json {
         return print_json(&report);
     }

@@ -148,8 +148,7 @@ fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<()> {
     if std::fs::read(path).is_ok_and(|b| b == bytes) {
         return Ok(());
     }
-    kiln_train::write_bytes_atomic(path, bytes)
-        .with_context(|| format!("writing {}", path.display()))
+    Ok(kiln_model::atomic::write_bytes_atomic(path, bytes)?)
 }
 
 /// Trains the character tokenizer and writes the shards into `data`, unless `data` already

@@ -626,11 +626,11 @@ fn golden(a: GoldenArgs) -> Result<()> {
     .context("run scripts/fetch-assets.sh for FOLDOC")?;
     std::fs::create_dir_all(&a.out).with_context(|| a.out.display().to_string())?;
     let write = |name: &str, lines: Vec<String>| -> Result<()> {
-        let p = a.out.join(name);
-        let tmp = p.with_extension("tmp");
-        std::fs::write(&tmp, lines.join("\n") + "\n").with_context(|| tmp.display().to_string())?;
-        std::fs::rename(&tmp, &p).with_context(|| p.display().to_string())?;
-        Ok(())
+        let text = lines.join("\n") + "\n";
+        Ok(kiln_model::atomic::write_bytes_atomic(
+            &a.out.join(name),
+            text.as_bytes(),
+        )?)
     };
     let doc_line = |d: &kiln_rag::Document| {
         json!({"id": d.id, "title": d.title, "text": d.text, "meta": d.meta}).to_string()

@@ -77,10 +77,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
     bar.finish_and_clear();
     let result = result?;
     if let Some(out) = &a.out {
-        let bytes = serde_json::to_vec_pretty(&result)?;
-        let tmp = out.with_extension("json.partial");
-        std::fs::write(&tmp, bytes).with_context(|| format!("{}: cannot write", tmp.display()))?;
-        std::fs::rename(&tmp, out).with_context(|| format!("{}: cannot write", out.display()))?;
+        kiln_model::atomic::write_bytes_atomic(out, &serde_json::to_vec_pretty(&result)?)?;
     }
     let delta = match &base {
         Some(b) => Some(paired_bootstrap(b, &result, 10_000, 0)?),
