@@ -8,7 +8,7 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 
 use candle_core::Device;
-use kiln_model::{CausalLM, Llama, PagedKvCache, SeqLogits, Tokenizer};
+use kiln_model::{CausalLM, PagedKvCache, SeqLogits, Tokenizer};
 
 use crate::config::EngineConfig;
 use crate::handle::Command;
@@ -26,7 +26,7 @@ struct Active {
 }
 
 pub struct EngineLoop {
-    model: Llama,
+    model: Box<dyn CausalLM>,
     device: Device,
     tokenizer: Arc<Tokenizer>,
     stats: Arc<EngineStats>,
@@ -38,7 +38,7 @@ pub struct EngineLoop {
 
 impl EngineLoop {
     pub fn new(
-        model: Llama,
+        model: Box<dyn CausalLM>,
         device: Device,
         tokenizer: Arc<Tokenizer>,
         config: EngineConfig,

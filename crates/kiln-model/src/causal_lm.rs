@@ -1,7 +1,8 @@
 //! The one causal-LM contract every architecture implements. The KV cache travels in the
-//! [`ForwardContext`]; models keep no hidden state between calls.
+//! [`ForwardContext`], whose variant names the mode; models keep no hidden state between
+//! calls.
 
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 
 use crate::config::ModelConfig;
 use crate::error::Result;
@@ -46,12 +47,18 @@ impl Batch {
     }
 }
 
-/// Per-call state: the KV cache, contiguous (one stream, or rows that move together) or
-/// paged (the serving engine's sequences), or none (a cache-free full forward: training).
+/// How a forward pass runs, and the cache it reads and extends. Each mode is explicit:
+/// there is no cache hidden in the model and no rule implied by a missing one.
 #[derive(Debug, Default)]
-pub struct ForwardContext<'a> {
-    pub cache: Option<&'a mut KvCache>,
-    pub paged: Option<PagedStep<'a>>,
+pub enum ForwardContext<'a> {
+    /// No cache: every position computed from the batch alone through the differentiable
+    /// training kernels (training, and losses over whole sequences).
+    #[default]
+    Training,
+    /// One contiguous cache (one stream, or rows that move together), appended to.
+    Contiguous(&'a mut KvCache),
+    /// The serving engine's sequences, each with its own blocks of a paged cache.
+    Paged(PagedStep<'a>),
 }
 
 /// A paged forward pass: the batch's (1, T) tokens are the sequences' new tokens one after
@@ -64,22 +71,16 @@ pub struct PagedStep<'a> {
 }
 
 impl<'a> ForwardContext<'a> {
-    pub fn with_cache(cache: &'a mut KvCache) -> Self {
-        Self {
-            cache: Some(cache),
-            paged: None,
-        }
+    pub fn training() -> Self {
+        Self::Training
     }
 
-    pub fn no_cache() -> Self {
-        Self::default()
+    pub fn with_cache(cache: &'a mut KvCache) -> Self {
+        Self::Contiguous(cache)
     }
 
     pub fn paged(cache: &'a mut PagedKvCache, seqs: &'a [PagedSeq]) -> Self {
-        Self {
-            cache: None,
-            paged: Some(PagedStep { cache, seqs }),
-        }
+        Self::Paged(PagedStep { cache, seqs })
     }
 }
 
@@ -94,15 +95,68 @@ pub enum LayerCache<'a> {
     },
 }
 
+/// The contract every architecture implements, and all that the crates above kiln-model
+/// see of a model: the engine, generation, scoring and the training loops work through it.
 pub trait CausalLM: Send + Sync {
     fn config(&self) -> &ModelConfig;
 
-    /// Runs the model over `batch`, appending to the context's cache when present, and
-    /// returns f32 logits shaped as `batch.logits` asks.
+    fn device(&self) -> &Device;
+
+    /// Runs the model over `batch` in the context's mode, appending to its cache when it
+    /// has one, and returns f32 logits shaped as `batch.logits` asks.
     fn forward(&self, batch: &Batch, ctx: &mut ForwardContext<'_>) -> Result<Tensor>;
 
-    /// A fresh cache sized for this model.
+    /// A fresh contiguous cache sized for this model.
     fn new_cache(&self) -> KvCache {
         KvCache::new(self.config().num_layers)
+    }
+
+    // The decoder as a stack, for training code that keeps only each block's input and
+    // recomputes the block in backward (activation checkpointing), or that needs logits at
+    // a few positions only: `embed`, then `block(i, ·)` for each block, then `final_norm`
+    // and `logits`. All without a cache, at positions 0...
+
+    /// Token embeddings (b, t, hidden), plus learned positions when the model has them.
+    fn embed(&self, input_ids: &Tensor) -> Result<Tensor>;
+
+    fn num_blocks(&self) -> usize;
+
+    /// Block `i` over (b, t, hidden) states.
+    fn block(&self, i: usize, x: &Tensor) -> Result<Tensor>;
+
+    fn final_norm(&self, x: &Tensor) -> Result<Tensor>;
+
+    /// The LM head over final-norm hidden states (…, hidden) → (…, vocab).
+    fn logits(&self, h: &Tensor) -> Result<Tensor>;
+}
+
+/// A boxed model is a model, so `&loaded.model` goes wherever `&dyn CausalLM` does.
+impl<M: CausalLM + ?Sized> CausalLM for Box<M> {
+    fn config(&self) -> &ModelConfig {
+        (**self).config()
+    }
+    fn device(&self) -> &Device {
+        (**self).device()
+    }
+    fn forward(&self, batch: &Batch, ctx: &mut ForwardContext<'_>) -> Result<Tensor> {
+        (**self).forward(batch, ctx)
+    }
+    fn new_cache(&self) -> KvCache {
+        (**self).new_cache()
+    }
+    fn embed(&self, input_ids: &Tensor) -> Result<Tensor> {
+        (**self).embed(input_ids)
+    }
+    fn num_blocks(&self) -> usize {
+        (**self).num_blocks()
+    }
+    fn block(&self, i: usize, x: &Tensor) -> Result<Tensor> {
+        (**self).block(i, x)
+    }
+    fn final_norm(&self, x: &Tensor) -> Result<Tensor> {
+        (**self).final_norm(x)
+    }
+    fn logits(&self, h: &Tensor) -> Result<Tensor> {
+        (**self).logits(h)
     }
 }

@@ -11,6 +11,7 @@ use candle_core::{Device, Tensor};
 use crate::causal_lm::{Batch, CausalLM, ForwardContext, LayerCache, LogitsMode, PagedStep};
 use crate::config::{MlpKind, ModelConfig, PositionKind};
 use crate::error::{ModelError, Result};
+use crate::kv_cache::KvCache;
 use crate::layers::{Attention, Embedding, GeluMlp, Linear, Mlp, Norm, RotaryEmbedding, SwiGluMlp};
 use crate::paged_kv::SeqLogits;
 use crate::weights::Weights;
@@ -115,18 +116,6 @@ impl Llama {
             device,
         })
     }
-
-    pub fn device(&self) -> &Device {
-        &self.device
-    }
-
-    pub fn embed_tokens(&self) -> &Embedding {
-        &self.embed_tokens
-    }
-
-    pub fn lm_head(&self) -> &Linear {
-        &self.lm_head
-    }
 }
 
 impl CausalLM for Llama {
@@ -134,12 +123,18 @@ impl CausalLM for Llama {
         &self.config
     }
 
+    fn device(&self) -> &Device {
+        &self.device
+    }
+
     fn forward(&self, batch: &Batch, ctx: &mut ForwardContext<'_>) -> Result<Tensor> {
-        if let Some(step) = ctx.paged.as_mut() {
-            return self.forward_paged(batch, step);
-        }
+        let cache = match ctx {
+            ForwardContext::Paged(step) => return self.forward_paged(batch, step),
+            ForwardContext::Contiguous(cache) => Some(&mut **cache),
+            ForwardContext::Training => None,
+        };
         let (_, t) = batch.input_ids.dims2()?;
-        let x = self.decoder(batch, ctx)?;
+        let x = self.decoder(batch, cache)?;
         let x = match batch.logits {
             LogitsMode::Last => x.narrow(1, t - 1, 1)?.squeeze(1)?, // (b, hidden)
             LogitsMode::All => x,
@@ -147,18 +142,34 @@ impl CausalLM for Llama {
         let x = self.norm.forward(&x)?;
         self.lm_head.forward(&x)
     }
+
+    fn embed(&self, input_ids: &Tensor) -> Result<Tensor> {
+        Ok(self.embed_at(input_ids, 0)?.0)
+    }
+
+    fn num_blocks(&self) -> usize {
+        self.layers.len()
+    }
+
+    fn block(&self, i: usize, x: &Tensor) -> Result<Tensor> {
+        let rope = self.embed_positions.is_none().then_some(&self.rope);
+        let block = self.layers.get(i).ok_or_else(|| ModelError::Op {
+            op: "block",
+            msg: format!("block {i} of {}", self.layers.len()),
+        })?;
+        block.forward(x, rope, 0, LayerCache::None)
+    }
+
+    fn final_norm(&self, x: &Tensor) -> Result<Tensor> {
+        self.norm.forward(x)
+    }
+
+    fn logits(&self, h: &Tensor) -> Result<Tensor> {
+        self.lm_head.forward(h)
+    }
 }
 
 impl Llama {
-    /// The final-norm hidden states of every position, (b, t, hidden), without a cache: for
-    /// losses that need logits at a few positions only (fine-tuning trains on the answer's
-    /// tokens), which then go through [`Llama::lm_head`] alone.
-    pub fn hidden_states(&self, input_ids: &Tensor) -> Result<Tensor> {
-        let batch = Batch::new(input_ids.clone(), 0, LogitsMode::All);
-        let x = self.decoder(&batch, &mut ForwardContext::default())?;
-        self.norm.forward(&x)
-    }
-
     /// Token embeddings (b, t, hidden) of ids at positions `start..`, plus the learned
     /// positions when the model has them (else the RoPE the blocks apply).
     fn embed_at(
@@ -178,36 +189,11 @@ impl Llama {
         })
     }
 
-    /// The model as a stack, for training loops that keep only each block's input and
-    /// recompute the block in backward (activation checkpointing): the embeddings of a
-    /// batch at positions 0.., then `block(i, x)` for each block, then `final_norm`.
-    pub fn embed(&self, input_ids: &Tensor) -> Result<Tensor> {
-        Ok(self.embed_at(input_ids, 0)?.0)
-    }
-
-    pub fn num_blocks(&self) -> usize {
-        self.layers.len()
-    }
-
-    /// Block `i` over (b, t, hidden) states at positions 0.., without a cache.
-    pub fn block(&self, i: usize, x: &Tensor) -> Result<Tensor> {
-        let rope = self.embed_positions.is_none().then_some(&self.rope);
-        let block = self.layers.get(i).ok_or_else(|| ModelError::Op {
-            op: "block",
-            msg: format!("block {i} of {}", self.layers.len()),
-        })?;
-        block.forward(x, rope, 0, LayerCache::None)
-    }
-
-    pub fn final_norm(&self, x: &Tensor) -> Result<Tensor> {
-        self.norm.forward(x)
-    }
-
     /// Embeddings through every block: (b, t, hidden) before the final norm.
-    fn decoder(&self, batch: &Batch, ctx: &mut ForwardContext<'_>) -> Result<Tensor> {
+    fn decoder(&self, batch: &Batch, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
         let (_, t) = batch.input_ids.dims2()?;
         let start = batch.start_pos;
-        if let Some(cache) = ctx.cache.as_deref() {
+        if let Some(cache) = cache.as_deref() {
             if cache.len() != start {
                 return Err(ModelError::Op {
                     op: "forward",
@@ -227,7 +213,7 @@ impl Llama {
         }
         let (mut x, rope) = self.embed_at(&batch.input_ids, start)?;
         for (i, block) in self.layers.iter().enumerate() {
-            let cache = match ctx.cache.as_deref_mut() {
+            let cache = match cache.as_deref_mut() {
                 Some(c) => LayerCache::Contiguous(c.layer_mut(i)),
                 None => LayerCache::None,
             };

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use candle_core::Device;
 use serde::Serialize;
 
+use crate::causal_lm::CausalLM;
 use crate::chat_template::ChatTemplate;
 use crate::config::{HfLlamaConfig, ModelConfig};
 use crate::error::{ModelError, Result};
@@ -42,11 +43,52 @@ pub struct ModelInfo {
 }
 
 pub struct LoadedModel {
-    pub model: Llama,
+    pub model: Box<dyn CausalLM>,
     pub tokenizer: Tokenizer,
     pub chat_template: Option<ChatTemplate>,
     pub info: ModelInfo,
     pub device: Device,
+}
+
+impl ModelInfo {
+    fn new(
+        path: &Path,
+        format: ModelFormat,
+        config: ModelConfig,
+        parameters: usize,
+        tensor_types: BTreeMap<String, usize>,
+    ) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            format,
+            architecture: config.architecture.clone(),
+            parameters,
+            tensor_types,
+            context_length: config.max_position_embeddings,
+            vocab_size: config.vocab_size,
+            has_chat_template: false,
+            config,
+        }
+    }
+}
+
+impl LoadedModel {
+    fn new(
+        model: Box<dyn CausalLM>,
+        mut info: ModelInfo,
+        tokenizer: Tokenizer,
+        chat_template: Option<ChatTemplate>,
+        device: &Device,
+    ) -> Self {
+        info.has_chat_template = chat_template.is_some();
+        Self {
+            model,
+            tokenizer,
+            chat_template,
+            info,
+            device: device.clone(),
+        }
+    }
 }
 
 /// Loads just the tokenizer (and chat template) of a model: cheap, no weights read.
@@ -173,24 +215,15 @@ fn load_gguf(
         parameters += dims.iter().product::<usize>();
     }
     let source: Arc<dyn WeightSource> = Arc::new(GgufSource::new(file, device));
-    let model = Llama::load(&weights_for(source, &cfg, lora)?, &cfg)?;
-    Ok(LoadedModel {
-        info: ModelInfo {
-            path: path.to_path_buf(),
-            format: ModelFormat::Gguf,
-            architecture: cfg.architecture.clone(),
-            parameters,
-            tensor_types,
-            context_length: cfg.max_position_embeddings,
-            vocab_size: cfg.vocab_size,
-            has_chat_template: chat_template.is_some(),
-            config: cfg,
-        },
+    let model = build_model(&weights_for(source, &cfg, lora)?, &cfg)?;
+    let info = ModelInfo::new(path, ModelFormat::Gguf, cfg, parameters, tensor_types);
+    Ok(LoadedModel::new(
         model,
+        info,
         tokenizer,
         chat_template,
-        device: device.clone(),
-    })
+        device,
+    ))
 }
 
 fn read_hf_config(dir: &Path) -> Result<ModelConfig> {
@@ -277,22 +310,19 @@ fn load_hf(
         parameters += w.elem_count();
         *tensor_types.entry(w.type_name()).or_insert(0) += 1;
     }
-    let model = Llama::load(&weights_for(source, &cfg, lora)?, &cfg)?;
-    Ok(LoadedModel {
-        info: ModelInfo {
-            path: dir.to_path_buf(),
-            format: ModelFormat::HuggingFace,
-            architecture: cfg.architecture.clone(),
-            parameters,
-            tensor_types,
-            context_length: cfg.max_position_embeddings,
-            vocab_size: cfg.vocab_size,
-            has_chat_template: chat_template.is_some(),
-            config: cfg,
-        },
+    let model = build_model(&weights_for(source, &cfg, lora)?, &cfg)?;
+    let info = ModelInfo::new(dir, ModelFormat::HuggingFace, cfg, parameters, tensor_types);
+    Ok(LoadedModel::new(
         model,
+        info,
         tokenizer,
         chat_template,
-        device: device.clone(),
-    })
+        device,
+    ))
+}
+
+/// The implementation of the configuration's architecture: the one place a new
+/// architecture is added (every Llama-family model is [`Llama`] today).
+pub fn build_model(w: &Weights, cfg: &ModelConfig) -> Result<Box<dyn CausalLM>> {
+    Ok(Box::new(Llama::load(w, cfg)?))
 }

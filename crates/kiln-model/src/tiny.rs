@@ -261,7 +261,7 @@ mod tests {
             .model
             .forward(
                 &Batch::from_tokens(&tokens, 0, LogitsMode::All, &Device::Cpu).unwrap(),
-                &mut ForwardContext::no_cache(),
+                &mut ForwardContext::training(),
             )
             .unwrap()
             .squeeze(0)
@@ -302,7 +302,7 @@ mod tests {
                 .model
                 .forward(
                     &Batch::from_tokens(&tokens, 0, LogitsMode::All, &Device::Cpu).unwrap(),
-                    &mut ForwardContext::no_cache(),
+                    &mut ForwardContext::training(),
                 )
                 .unwrap()
                 .squeeze(0)

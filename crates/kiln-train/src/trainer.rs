@@ -15,7 +15,7 @@ use kiln_model::atomic::{write_atomic_via, write_bytes_atomic};
 use kiln_model::config::ModelConfig;
 use kiln_model::weights::vars::{Param, VarWeights};
 use kiln_model::weights::Weights;
-use kiln_model::{Batch as ModelBatch, CausalLM, ForwardContext, Llama, LogitsMode};
+use kiln_model::{Batch as ModelBatch, CausalLM, ForwardContext, LogitsMode};
 use serde::Serialize;
 
 use crate::adamw::{AdamW, AdamWConfig};
@@ -72,14 +72,14 @@ pub struct TrainReport {
 }
 
 /// Mean next-token cross-entropy of a batch.
-fn batch_loss(model: &Llama, b: &Batch, dev: &Device) -> Result<Tensor> {
+fn batch_loss(model: &dyn CausalLM, b: &Batch, dev: &Device) -> Result<Tensor> {
     let (inputs, targets) = b.to_tensors(dev)?;
     let batch = ModelBatch {
         input_ids: inputs,
         start_pos: 0,
         logits: LogitsMode::All,
     };
-    let logits = model.forward(&batch, &mut ForwardContext::no_cache())?;
+    let logits = model.forward(&batch, &mut ForwardContext::training())?;
     let v = model.config().vocab_size;
     let logits = logits.reshape((b.batch * b.ctx, v))?;
     Ok(kiln_model::kernels::train::cross_entropy(
@@ -88,7 +88,7 @@ fn batch_loss(model: &Llama, b: &Batch, dev: &Device) -> Result<Tensor> {
     )?)
 }
 
-fn mean_loss(model: &Llama, batches: &[Batch], dev: &Device) -> Result<f64> {
+fn mean_loss(model: &dyn CausalLM, batches: &[Batch], dev: &Device) -> Result<f64> {
     let mut sum = 0.0;
     for b in batches {
         sum += batch_loss(model, b, dev)?.to_scalar::<f32>()? as f64;
@@ -107,7 +107,7 @@ pub fn train(
     let data = TokenDataset::open(&cfg.data.dir)?;
     let model_cfg: ModelConfig = cfg.model_config(data.manifest.vocab_size as usize);
     let (source, params) = VarWeights::init(&model_cfg, t.seed, DType::F32, &dev)?;
-    let model = Llama::load(&Weights::new(source), &model_cfg)?;
+    let model = kiln_model::loader::build_model(&Weights::new(source), &model_cfg)?;
     let mut opt = AdamW::new(AdamWConfig {
         beta1: t.beta1,
         beta2: t.beta2,
@@ -156,7 +156,7 @@ pub fn train(
         let mut total: Option<Tensor> = None;
         for _ in 0..t.grad_accum {
             let b = data.train.sample_batch(&mut rng, t.batch_size, m.context)?;
-            let l = (batch_loss(&model, &b, &dev)? / t.grad_accum as f64)?;
+            let l = (batch_loss(&*model, &b, &dev)? / t.grad_accum as f64)?;
             total = Some(match total {
                 Some(s) => (s + l)?,
                 None => l,
@@ -188,8 +188,8 @@ pub fn train(
             extra: Default::default(),
         };
         if done % t.eval_every == 0 || done == t.steps {
-            line.train_loss = Some(mean_loss(&model, &eval_train, &dev)?);
-            line.val_loss = Some(mean_loss(&model, &eval_val, &dev)?);
+            line.train_loss = Some(mean_loss(&*model, &eval_train, &dev)?);
+            line.val_loss = Some(mean_loss(&*model, &eval_val, &dev)?);
             last_val = line.val_loss;
         }
         let json =

@@ -119,7 +119,7 @@ fn loss_falls_and_the_adapter_loads_back() {
         loader::load_with_lora(&base_path, &Device::Cpu, |_| Ok::<_, ModelError>(Some(set)))
             .unwrap();
     let batch = Batch::from_tokens(&[256, 72, 105], 0, LogitsMode::Last, &Device::Cpu).unwrap();
-    let logits = |m: &kiln_model::Llama| -> Vec<f32> {
+    let logits = |m: &dyn CausalLM| -> Vec<f32> {
         let out = m.forward(&batch, &mut ForwardContext::default()).unwrap();
         out.flatten_all().unwrap().to_vec1().unwrap()
     };

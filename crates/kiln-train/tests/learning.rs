@@ -65,7 +65,7 @@ fn loss(model: &Llama, seq: &[u32], b: usize, t: usize) -> Tensor {
         logits: LogitsMode::All,
     };
     let logits = model
-        .forward(&batch, &mut ForwardContext::no_cache())
+        .forward(&batch, &mut ForwardContext::training())
         .unwrap();
     let v = model.config().vocab_size;
     let logits = logits.reshape((b * t, v)).unwrap();

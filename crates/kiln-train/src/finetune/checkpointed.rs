@@ -8,7 +8,7 @@
 
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
-use kiln_model::Llama;
+use kiln_model::CausalLM;
 
 use crate::error::Result;
 
@@ -35,7 +35,7 @@ fn leaf(x: &Tensor) -> Result<Var> {
 
 /// Block `i` of the forward pass; the first block's input (the frozen embeddings) needs no
 /// gradient, the others are leaves so forward and recompute take the same kernels.
-fn run_block(model: &Llama, i: usize, input: &Tensor) -> Result<(Tensor, Option<Var>)> {
+fn run_block(model: &dyn CausalLM, i: usize, input: &Tensor) -> Result<(Tensor, Option<Var>)> {
     if i == 0 {
         return Ok((model.block(0, input)?, None));
     }
@@ -45,7 +45,7 @@ fn run_block(model: &Llama, i: usize, input: &Tensor) -> Result<(Tensor, Option<
 
 /// The hidden states after the last block (before the final norm), with no graph kept:
 /// evaluation at training sizes without training's memory.
-pub fn final_hidden(model: &Llama, ids: &Tensor) -> Result<Tensor> {
+pub fn final_hidden(model: &dyn CausalLM, ids: &Tensor) -> Result<Tensor> {
     let mut x = model.embed(ids)?.detach();
     for i in 0..model.num_blocks() {
         x = run_block(model, i, &x)?.0.detach();
@@ -56,7 +56,7 @@ pub fn final_hidden(model: &Llama, ids: &Tensor) -> Result<Tensor> {
 /// `head(h)` on the last block's output h (a scalar loss), and the gradients of `vars`,
 /// by checkpointed backward.
 pub fn loss_and_grads(
-    model: &Llama,
+    model: &dyn CausalLM,
     ids: &Tensor,
     vars: &[Var],
     head: impl FnOnce(&Tensor) -> Result<Tensor>,

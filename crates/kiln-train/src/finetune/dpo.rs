@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use candle_core::{Device, Tensor, Var};
-use kiln_model::Llama;
+use kiln_model::CausalLM;
 use serde::{Deserialize, Serialize};
 
 use super::config::FinetuneConfig;
@@ -45,7 +45,7 @@ fn chosen_tokens<'a>(pairs: impl IntoIterator<Item = &'a TokenizedPair>) -> usiz
 /// f32, as computed: they round-trip exactly through the JSON cache, so a resumed run's
 /// evaluation equals the uninterrupted run's to the bit.
 fn logps_of(
-    model: &Llama,
+    model: &dyn CausalLM,
     pairs: &[TokenizedPair],
     batch_size: usize,
     pad: u32,
@@ -70,7 +70,7 @@ struct CachedReferences {
 /// The reference log-probabilities of `pairs`, from `cache` when it holds them (the same
 /// pairs, by line), else computed now and written there.
 fn references(
-    model: &Llama,
+    model: &dyn CausalLM,
     pairs: &[TokenizedPair],
     cache: &Path,
     (batch_size, pad, dev): (usize, u32, &Device),
@@ -116,7 +116,7 @@ fn ref_tensors(refs: &[LogpPair], idx: &[usize], dev: &Device) -> Result<(Tensor
 }
 
 impl Objective for Dpo {
-    fn micro_step(&mut self, model: &Llama, vars: &[Var], scale: f64) -> Result<MicroStep> {
+    fn micro_step(&mut self, model: &dyn CausalLM, vars: &[Var], scale: f64) -> Result<MicroStep> {
         let idx = self.sampler.next_batch();
         let pairs: Vec<&TokenizedPair> = idx.iter().map(|&i| &self.pairs[i]).collect();
         let batch = pair_batch(&pairs, self.pad);
@@ -138,7 +138,7 @@ impl Objective for Dpo {
         })
     }
 
-    fn evaluate(&self, model: &Llama) -> Result<Option<Evaluation>> {
+    fn evaluate(&self, model: &dyn CausalLM) -> Result<Option<Evaluation>> {
         let Some((pairs, refs)) = &self.eval else {
             return Ok(None);
         };

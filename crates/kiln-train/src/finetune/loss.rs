@@ -4,7 +4,7 @@
 
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor, Var};
-use kiln_model::Llama;
+use kiln_model::CausalLM;
 
 use super::checkpointed::{final_hidden, loss_and_grads};
 use crate::error::Result;
@@ -32,16 +32,16 @@ fn input_ids(batch: &SftBatch, dev: &Device) -> Result<Tensor> {
 }
 
 /// Logits (n, vocab) at positions `at` of the last block's output `h` (b, t, d).
-fn picked_logits(model: &Llama, h: &Tensor, at: &[u32]) -> Result<Tensor> {
+fn picked_logits(model: &dyn CausalLM, h: &Tensor, at: &[u32]) -> Result<Tensor> {
     let (b, t, d) = h.dims3()?;
     let picked = h
         .reshape((b * t, d))?
         .index_select(&Tensor::from_slice(at, at.len(), h.device())?, 0)?;
-    Ok(model.lm_head().forward(&model.final_norm(&picked)?)?)
+    Ok(model.logits(&model.final_norm(&picked)?)?)
 }
 
 /// Mean cross-entropy of the trained tokens, from the last block's output `h`.
-fn head_loss(model: &Llama, h: &Tensor, at: &[u32], targets: &[u32]) -> Result<Tensor> {
+fn head_loss(model: &dyn CausalLM, h: &Tensor, at: &[u32], targets: &[u32]) -> Result<Tensor> {
     let logits = picked_logits(model, h, at)?;
     let targets = Tensor::from_slice(targets, targets.len(), h.device())?;
     Ok(kiln_model::kernels::train::cross_entropy(
@@ -52,7 +52,7 @@ fn head_loss(model: &Llama, h: &Tensor, at: &[u32], targets: &[u32]) -> Result<T
 /// Each row's summed log-probability of its trained tokens, (rows,): the log-likelihood of
 /// an answer given its prompt. Computed as −n_r × (mean cross-entropy of row r's n_r
 /// tokens) with the fused cross-entropy, so no (n, vocab) log-softmax is materialised.
-fn row_logps(model: &Llama, h: &Tensor, batch: &SftBatch) -> Result<Tensor> {
+fn row_logps(model: &dyn CausalLM, h: &Tensor, batch: &SftBatch) -> Result<Tensor> {
     let (at, targets) = trained_targets(batch);
     let logits = picked_logits(model, h, &at)?;
     let targets = Tensor::from_slice(&targets, targets.len(), h.device())?;
@@ -80,7 +80,7 @@ fn row_logps(model: &Llama, h: &Tensor, batch: &SftBatch) -> Result<Tensor> {
 }
 
 /// [`row_logps`] of a batch with no graph kept (reference log-probabilities, evaluation).
-pub fn sequence_logps(model: &Llama, batch: &SftBatch, dev: &Device) -> Result<Vec<f64>> {
+pub fn sequence_logps(model: &dyn CausalLM, batch: &SftBatch, dev: &Device) -> Result<Vec<f64>> {
     let h = final_hidden(model, &input_ids(batch, dev)?)?;
     let lp = row_logps(model, &h, batch)?;
     Ok(lp.to_dtype(candle_core::DType::F64)?.to_vec1()?)
@@ -89,7 +89,7 @@ pub fn sequence_logps(model: &Llama, batch: &SftBatch, dev: &Device) -> Result<V
 /// `loss_of(row log-probabilities)` with the gradients of `vars` (checkpointed backward);
 /// the figures `loss_of` returns come back with the loss.
 pub fn logps_loss_and_grads<T>(
-    model: &Llama,
+    model: &dyn CausalLM,
     batch: &SftBatch,
     dev: &Device,
     vars: &[Var],
@@ -109,7 +109,7 @@ pub fn logps_loss_and_grads<T>(
 
 /// Mean next-token cross-entropy over the batch's trained tokens, and their count; no
 /// graph kept (evaluation).
-pub fn sft_loss(model: &Llama, batch: &SftBatch, dev: &Device) -> Result<(f64, usize)> {
+pub fn sft_loss(model: &dyn CausalLM, batch: &SftBatch, dev: &Device) -> Result<(f64, usize)> {
     let (at, targets) = trained_targets(batch);
     let h = final_hidden(model, &input_ids(batch, dev)?)?;
     let loss = head_loss(model, &h, &at, &targets)?;
@@ -118,7 +118,7 @@ pub fn sft_loss(model: &Llama, batch: &SftBatch, dev: &Device) -> Result<(f64, u
 
 /// The same loss times `scale`, with the gradients of `vars` (checkpointed backward).
 pub fn sft_loss_and_grads(
-    model: &Llama,
+    model: &dyn CausalLM,
     batch: &SftBatch,
     dev: &Device,
     vars: &[Var],

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use candle_core::backprop::GradStore;
 use candle_core::Var;
-use kiln_model::Llama;
+use kiln_model::CausalLM;
 
 use crate::error::Result;
 
@@ -29,9 +29,9 @@ pub struct Evaluation {
 
 pub trait Objective {
     /// The next micro-batch's loss times `scale`, with the gradients of `vars`.
-    fn micro_step(&mut self, model: &Llama, vars: &[Var], scale: f64) -> Result<MicroStep>;
+    fn micro_step(&mut self, model: &dyn CausalLM, vars: &[Var], scale: f64) -> Result<MicroStep>;
     /// Figures on the held-out set with dropout off; `None` without one.
-    fn evaluate(&self, model: &Llama) -> Result<Option<Evaluation>>;
+    fn evaluate(&self, model: &dyn CausalLM) -> Result<Option<Evaluation>>;
     /// Where the data stream is, for a checkpoint.
     fn position(&self) -> serde_json::Value;
     fn restore(&mut self, position: &serde_json::Value) -> Result<()>;

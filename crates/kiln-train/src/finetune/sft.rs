@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use candle_core::{Device, Var};
-use kiln_model::{loader, Llama};
+use kiln_model::{loader, CausalLM};
 
 use super::config::FinetuneConfig;
 use super::loss::{sft_loss, sft_loss_and_grads};
@@ -60,7 +60,7 @@ struct Sft {
 }
 
 impl Objective for Sft {
-    fn micro_step(&mut self, model: &Llama, vars: &[Var], scale: f64) -> Result<MicroStep> {
+    fn micro_step(&mut self, model: &dyn CausalLM, vars: &[Var], scale: f64) -> Result<MicroStep> {
         let batch = self.sampler.next_batch();
         let (loss, grads) = sft_loss_and_grads(model, &batch, &self.dev, vars, scale)?;
         Ok(MicroStep {
@@ -71,7 +71,7 @@ impl Objective for Sft {
         })
     }
 
-    fn evaluate(&self, model: &Llama) -> Result<Option<Evaluation>> {
+    fn evaluate(&self, model: &dyn CausalLM) -> Result<Option<Evaluation>> {
         let Some(batches) = &self.eval else {
             return Ok(None);
         };

@@ -21,7 +21,7 @@ pub fn kiln_loss(m: &LoadedModel, inputs: &[Vec<u32>], targets: &[Vec<u32>]) -> 
     };
     let logits = m
         .model
-        .forward(&batch, &mut ForwardContext::no_cache())
+        .forward(&batch, &mut ForwardContext::training())
         .unwrap()
         .to_vec3::<f32>()
         .unwrap();
