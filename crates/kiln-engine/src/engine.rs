@@ -32,6 +32,7 @@ pub fn start(loaded: LoadedModel, name: &str, config: EngineConfig) -> Result<En
     stats
         .kv_blocks_total
         .store(num_blocks as u64, Ordering::Relaxed);
+    let chat = loaded.chat_prompt()?;
     let tokenizer = Arc::new(loaded.tokenizer);
     let (tx, rx) = mpsc::channel();
     let shared = Arc::new(Shared {
@@ -39,7 +40,7 @@ pub fn start(loaded: LoadedModel, name: &str, config: EngineConfig) -> Result<En
             name: name.to_string(),
             context_length: mcfg.max_position_embeddings,
             tokenizer: tokenizer.clone(),
-            chat_template: loaded.chat_template,
+            chat,
         },
         config: config.clone(),
         stats: stats.clone(),

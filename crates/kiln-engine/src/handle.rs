@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use kiln_model::{ChatTemplate, Tokenizer};
+use kiln_model::{ChatPrompt, Tokenizer};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use crate::config::EngineConfig;
@@ -34,7 +34,8 @@ pub struct ModelMeta {
     pub name: String,
     pub context_length: usize,
     pub tokenizer: Arc<Tokenizer>,
-    pub chat_template: Option<ChatTemplate>,
+    /// How the model's conversations become prompts.
+    pub chat: ChatPrompt,
 }
 
 pub(crate) struct Shared {
@@ -73,8 +74,8 @@ impl EngineHandle {
         &self.shared.meta.tokenizer
     }
 
-    pub fn chat_template(&self) -> Option<&ChatTemplate> {
-        self.shared.meta.chat_template.as_ref()
+    pub fn chat_prompt(&self) -> &ChatPrompt {
+        &self.shared.meta.chat
     }
 
     pub fn config(&self) -> &EngineConfig {

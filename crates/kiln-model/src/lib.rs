@@ -3,7 +3,7 @@
 
 pub mod atomic;
 pub mod causal_lm;
-pub mod chat_template;
+pub mod chat;
 pub mod config;
 pub mod error;
 pub mod generation;
@@ -23,7 +23,7 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use causal_lm::{Batch, CausalLM, ForwardContext, LayerCache, LogitsMode, PagedStep};
-pub use chat_template::{ChatMessage, ChatTemplate, CHATML};
+pub use chat::{ChatFormat, ChatMessage, ChatPrompt, ChatTemplate};
 pub use config::{HfLlamaConfig, ModelConfig};
 pub use error::{ModelError, Result};
 pub use generation::{generate, sample_completions, FinishReason, GenerateOptions, Generation};

@@ -10,7 +10,7 @@ use candle_core::Device;
 use serde::Serialize;
 
 use crate::causal_lm::CausalLM;
-use crate::chat_template::ChatTemplate;
+use crate::chat::{ChatPrompt, ChatTemplate};
 use crate::config::{HfLlamaConfig, ModelConfig};
 use crate::error::{ModelError, Result};
 use crate::llama::Llama;
@@ -73,6 +73,12 @@ impl ModelInfo {
 }
 
 impl LoadedModel {
+    /// How this model's conversations become prompts ([`ChatPrompt`]: its template, ChatML,
+    /// or plain text).
+    pub fn chat_prompt(&self) -> Result<ChatPrompt> {
+        ChatPrompt::new(self.chat_template.as_ref(), &self.tokenizer)
+    }
+
     fn new(
         model: Box<dyn CausalLM>,
         mut info: ModelInfo,

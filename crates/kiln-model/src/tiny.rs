@@ -127,7 +127,7 @@ pub fn write_tiny_llama(dir: &Path, spec: &TinyLlamaSpec) -> Result<()> {
     write(
         "tokenizer_config.json",
         &json!({"bos_token": "<|im_start|>", "eos_token": "<|im_end|>",
-                "chat_template": crate::chat_template::CHATML}),
+                "chat_template": crate::chat::CHATML}),
     )?;
     Ok(crate::atomic::write_atomic_via(
         &dir.join("model.safetensors"),

@@ -1,38 +1,21 @@
 //! The models a server serves, by API name, each with its own engine.
 
 use kiln_engine::EngineHandle;
-use kiln_model::ChatTemplate;
 
 use crate::error::ServeError;
 use crate::openai::error::ApiError;
 
 pub struct ModelEntry {
     pub engine: EngineHandle,
-    /// ChatML, for a model without a template whose tokenizer has ChatML's tokens (as
-    /// `kiln chat` does).
-    fallback_template: Option<ChatTemplate>,
 }
 
 impl ModelEntry {
     fn new(engine: EngineHandle) -> Self {
-        let has_chatml = engine.tokenizer().token_to_id("<|im_start|>").is_some();
-        let fallback_template = (engine.chat_template().is_none() && has_chatml)
-            .then(|| ChatTemplate::new(kiln_model::chat_template::CHATML, "", "").ok())
-            .flatten();
-        Self {
-            engine,
-            fallback_template,
-        }
+        Self { engine }
     }
 
     pub fn name(&self) -> &str {
         self.engine.model_name()
-    }
-
-    pub fn chat_template(&self) -> Option<&ChatTemplate> {
-        self.engine
-            .chat_template()
-            .or(self.fallback_template.as_ref())
     }
 }
 

@@ -5,7 +5,7 @@
 //! block are computed again).
 
 use kiln_engine::{EngineEvent, EngineHandle, EngineRequest, RequestStream};
-use kiln_model::{ChatMessage, ChatTemplate, SamplingParams, CHATML};
+use kiln_model::{ChatMessage, SamplingParams};
 
 use super::split::{split_request, TokenizedRequest};
 use super::{ChoiceScore, Decoding, GenBackend, LoglikBackend};
@@ -98,13 +98,10 @@ impl LoglikBackend for LocalBackend {
 impl GenBackend for LocalBackend {
     fn chat(&self, user: &str, max_tokens: usize) -> Result<String> {
         let messages = [ChatMessage::new("user", user)];
-        let prompt = match self.engine.chat_template() {
-            Some(t) => t.render(&messages, true)?,
-            None => ChatTemplate::new(CHATML, "", "")?.render(&messages, true)?,
-        };
-        // The template writes BOS where the model wants one, and its special tokens
-        // (`<|im_start|>`) are tokens, as `kiln serve`'s chat route reads them.
-        let ids = self.engine.tokenizer().encode(&prompt, false, true)?;
+        let ids = self
+            .engine
+            .chat_prompt()
+            .encode(self.engine.tokenizer(), &messages)?;
         self.complete(ids, &[], max_tokens, Decoding::GREEDY)
     }
 

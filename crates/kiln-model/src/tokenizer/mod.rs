@@ -128,6 +128,18 @@ impl Tokenizer {
         Ok(ids)
     }
 
+    /// Puts BOS in front of `ids` when the model wants one and they do not start with it
+    /// (a template that writes `{{ bos_token }}` already has); says whether it did.
+    pub fn ensure_bos(&self, ids: &mut Vec<u32>) -> bool {
+        match self.bos.filter(|_| self.add_bos) {
+            Some(bos) if ids.first() != Some(&bos) => {
+                ids.insert(0, bos);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Text of `ids`, special tokens included as written.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.with_special.decode(ids, false).map_err(tok_err)

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use kiln_engine::EngineRequest;
-use kiln_model::ChatMessage;
+use kiln_model::{ChatMessage, ModelError};
 
 use crate::app::AppState;
 use crate::auth::ClientId;
@@ -115,20 +115,22 @@ fn plan(req: &ChatCompletionRequest, entry: &ModelEntry) -> Result<ChatPlan, Api
     })
 }
 
-/// The prompt tokens of `messages` through the model's template.
-fn render(entry: &ModelEntry, messages: &[ChatMessageIn]) -> Result<Vec<u32>, ApiError> {
+/// The prompt tokens of `messages` through the model's chat prompt (a model with neither a
+/// template nor ChatML's tokens is not a chat model here).
+pub(crate) fn render(entry: &ModelEntry, messages: &[ChatMessageIn]) -> Result<Vec<u32>, ApiError> {
     if messages.is_empty() {
         return Err(ApiError::invalid(
             "messages",
             "'messages' must contain at least one message.",
         ));
     }
-    let template = entry.chat_template().ok_or_else(|| {
-        ApiError::bad_request(format!(
+    let chat = entry.engine.chat_prompt();
+    if !chat.is_chat() {
+        return Err(ApiError::bad_request(format!(
             "The model `{}` has no chat template; use /v1/completions with a prompt.",
             entry.name()
-        ))
-    })?;
+        )));
+    }
     let mut msgs = Vec::with_capacity(messages.len());
     for (i, m) in messages.iter().enumerate() {
         let content = match &m.content {
@@ -148,15 +150,13 @@ fn render(entry: &ModelEntry, messages: &[ChatMessageIn]) -> Result<Vec<u32>, Ap
         };
         msgs.push(ChatMessage::new(role, content));
     }
-    let text = template.render(&msgs, true).map_err(|e| {
-        ApiError::invalid("messages", format!("Cannot apply the chat template: {e}"))
-    })?;
-    // The template writes BOS itself where the model wants one (as `kiln chat` does).
-    entry
-        .engine
-        .tokenizer()
-        .encode(&text, false, true)
-        .map_err(|e| ApiError::internal(format!("tokenizing the prompt: {e}")))
+    chat.encode(entry.engine.tokenizer(), &msgs)
+        .map_err(|e| match e {
+            ModelError::ChatTemplate(_) => {
+                ApiError::invalid("messages", format!("Cannot apply the chat template: {e}"))
+            }
+            e => ApiError::internal(format!("tokenizing the prompt: {e}")),
+        })
 }
 
 fn response(

@@ -180,11 +180,8 @@ fn pairs_of(
     model: &kiln_model::loader::LoadedModel,
 ) -> Result<(Vec<TokenizedPair>, DataReport)> {
     let records = read_pairs(path)?;
-    let tok = SftTokenizer::new(
-        &model.tokenizer,
-        model.chat_template.as_ref(),
-        cfg.data.train_on,
-    );
+    let chat = model.chat_prompt()?;
+    let tok = SftTokenizer::new(&model.tokenizer, &chat, cfg.data.train_on);
     prepare_pairs(&records, &tok, cfg.data.max_len, path)
 }
 

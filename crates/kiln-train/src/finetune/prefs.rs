@@ -248,11 +248,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         kiln_model::tiny::write_tiny_llama(dir.path(), &Default::default()).unwrap();
         let model = kiln_model::load(dir.path(), &candle_core::Device::Cpu).unwrap();
-        let tok = SftTokenizer::new(
-            &model.tokenizer,
-            model.chat_template.as_ref(),
-            crate::sft_data::TrainOn::Assistant,
-        );
+        let chat = model.chat_prompt().unwrap();
+        let tok = SftTokenizer::new(&model.tokenizer, &chat, crate::sft_data::TrainOn::Assistant);
         let p = dir.path().join("prefs.jsonl");
         let pair = r#""prompt": "2+3+4?", "chosen": "2 + 3 = 5.", "rejected": "2 + 3 = 6.""#;
         std::fs::write(&p, format!("{{{pair}}}\n{{{pair}, \"partial\": true}}\n")).unwrap();

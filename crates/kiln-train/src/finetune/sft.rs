@@ -27,11 +27,8 @@ pub fn examples(
     model: &loader::LoadedModel,
 ) -> Result<(Vec<TokenizedExample>, DataReport)> {
     let records = read_sft_jsonl(path)?;
-    let tok = SftTokenizer::new(
-        &model.tokenizer,
-        model.chat_template.as_ref(),
-        cfg.data.train_on,
-    );
+    let chat = model.chat_prompt()?;
+    let tok = SftTokenizer::new(&model.tokenizer, &chat, cfg.data.train_on);
     let (examples, report) = prepare_examples(&records, &tok, cfg.data.max_len, path)?;
     if examples.is_empty() {
         return Err(TrainError::InvalidArgument(format!(

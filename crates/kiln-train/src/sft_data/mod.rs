@@ -9,7 +9,6 @@
 //! ```
 
 mod batch;
-mod chat_mask;
 mod prepare;
 mod record;
 mod sampler;
@@ -21,7 +20,6 @@ mod sampler_tests;
 mod tokenize_tests;
 
 pub use batch::{eval_batches, SftBatch};
-pub use chat_mask::assistant_spans;
 pub use prepare::{prepare_examples, DataReport};
 pub use record::{parse_sft_jsonl, read_sft_jsonl, SftExample, SftRecord, CHAT_ROLES};
 pub use sampler::{Batching, DataPosition, SamplerConfig, SftSampler};

@@ -5,10 +5,9 @@
 
 use std::path::Path;
 
-use kiln_model::{ChatTemplate, Tokenizer};
+use kiln_model::{ChatPrompt, Tokenizer};
 use serde::{Deserialize, Serialize};
 
-use super::chat_mask::assistant_spans;
 use super::record::{SftExample, SftRecord};
 use crate::error::{Result, TrainError};
 
@@ -57,22 +56,18 @@ pub(crate) fn labels_of(ids: &[u32], mask: &[bool]) -> Vec<i64> {
         .collect()
 }
 
-/// The model's tokenizer and chat template, applied the way the model was trained.
+/// The model's tokenizer and chat prompt, applied the way the model is prompted.
 pub struct SftTokenizer<'a> {
     tokenizer: &'a Tokenizer,
-    template: Option<&'a ChatTemplate>,
+    chat: &'a ChatPrompt,
     train_on: TrainOn,
 }
 
 impl<'a> SftTokenizer<'a> {
-    pub fn new(
-        tokenizer: &'a Tokenizer,
-        template: Option<&'a ChatTemplate>,
-        train_on: TrainOn,
-    ) -> Self {
+    pub fn new(tokenizer: &'a Tokenizer, chat: &'a ChatPrompt, train_on: TrainOn) -> Self {
         Self {
             tokenizer,
-            template,
+            chat,
             train_on,
         }
     }
@@ -93,12 +88,17 @@ impl<'a> SftTokenizer<'a> {
         // (text, trained) pieces in order, and whether the example ends with EOS.
         let (pieces, end_with_eos): (Vec<(&str, bool)>, bool) = match &record.example {
             SftExample::Chat(messages) => {
-                let template = self.template.ok_or_else(|| {
-                    at_line("a chat example needs a chat template, and the model has none".into())
-                })?;
-                let (full, spans) = assistant_spans(template, messages).map_err(at_line)?;
-                let pieces = split_at_spans(&full, &spans, all);
-                return self.finish(pieces, false, record.line).map_err(at_line);
+                if !self.chat.is_chat() {
+                    return Err(at_line(
+                        "a chat example needs a chat template, and the model has none".into(),
+                    ));
+                }
+                let (ids, assistant) = self
+                    .chat
+                    .encode_turns(self.tokenizer, messages)
+                    .map_err(|e| at_line(e.to_string()))?;
+                let mask = assistant.iter().map(|&a| a || all).collect();
+                return Ok(finish(ids, mask, record.line));
             }
             SftExample::PromptCompletion { prompt, completion } => (
                 vec![(prompt.as_str(), all), (completion.as_str(), true)],
@@ -106,11 +106,13 @@ impl<'a> SftTokenizer<'a> {
             ),
             SftExample::Text(text) => (vec![(text.as_str(), true)], true),
         };
-        self.finish(pieces, end_with_eos, record.line)
+        self.encode_pieces(pieces, end_with_eos, record.line)
             .map_err(at_line)
     }
 
-    fn finish(
+    /// Prompt/completion and text examples: pieces tokenized in turn, BOS where the model
+    /// wants one, and EOS to end them.
+    fn encode_pieces(
         &self,
         pieces: Vec<(&str, bool)>,
         end_with_eos: bool,
@@ -129,16 +131,8 @@ impl<'a> SftTokenizer<'a> {
             mask.extend(std::iter::repeat_n(trained, piece.len()));
             ids.extend(piece);
         }
-        // Templates that write `{{ bos_token }}` already start with it.
-        if let Some(bos) = self
-            .tokenizer
-            .bos_token_id()
-            .filter(|_| self.tokenizer.add_bos())
-        {
-            if ids.first() != Some(&bos) {
-                ids.insert(0, bos);
-                mask.insert(0, false);
-            }
+        if self.tokenizer.ensure_bos(&mut ids) {
+            mask.insert(0, false);
         }
         if end_with_eos {
             let eos = self.tokenizer.eos_token_ids().first().copied().ok_or(
@@ -148,30 +142,18 @@ impl<'a> SftTokenizer<'a> {
             ids.push(eos);
             mask.push(true);
         }
-        if let Some(first) = mask.first_mut() {
-            *first = false;
-        }
-        Ok(TokenizedExample {
-            input_ids: ids,
-            loss_mask: mask,
-            line,
-        })
+        Ok(finish(ids, mask, line))
     }
 }
 
-/// `full` cut at the span boundaries: spans trained, the rest trained only with `all`.
-fn split_at_spans<'t>(
-    full: &'t str,
-    spans: &[std::ops::Range<usize>],
-    all: bool,
-) -> Vec<(&'t str, bool)> {
-    let mut pieces = Vec::with_capacity(2 * spans.len() + 1);
-    let mut at = 0;
-    for s in spans {
-        pieces.push((&full[at..s.start], all));
-        pieces.push((&full[s.clone()], true));
-        at = s.end;
+/// The example, with position 0 never trained (nothing precedes it).
+fn finish(input_ids: Vec<u32>, mut loss_mask: Vec<bool>, line: usize) -> TokenizedExample {
+    if let Some(first) = loss_mask.first_mut() {
+        *first = false;
     }
-    pieces.push((&full[at..], all));
-    pieces
+    TokenizedExample {
+        input_ids,
+        loss_mask,
+        line,
+    }
 }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use kiln_model::{ChatMessage, ChatTemplate, Tokenizer};
+use kiln_model::{ChatMessage, ChatPrompt, ChatTemplate, Tokenizer};
 
 use super::*;
 use crate::tokenizer_train::{train_on_texts, TokenizerSpec};
@@ -31,6 +31,11 @@ fn bpe(dir: &Path) -> Tokenizer {
     let t = Tokenizer::from_file(&path, None, vec![2]).unwrap();
     assert_eq!(t.token_to_id("<|im_end|>"), Some(2));
     t
+}
+
+/// The chat prompt of a model with `template`.
+fn chat_prompt(tok: &Tokenizer, template: &ChatTemplate) -> ChatPrompt {
+    ChatPrompt::new(Some(template), tok).unwrap()
 }
 
 fn record(example: SftExample) -> SftRecord {
@@ -64,7 +69,8 @@ fn runs(tok: &Tokenizer, ex: &TokenizedExample, want: bool) -> Vec<String> {
 }
 
 fn check_chatml_mask(tok: &Tokenizer, template: &ChatTemplate) {
-    let st = SftTokenizer::new(tok, Some(template), TrainOn::Assistant);
+    let prompt = chat_prompt(tok, template);
+    let st = SftTokenizer::new(tok, &prompt, TrainOn::Assistant);
     let ex = st.tokenize(&record(chat()), Path::new("t.jsonl")).unwrap();
     assert_eq!(
         runs(tok, &ex, true),
@@ -104,7 +110,8 @@ fn check_chatml_mask(tok: &Tokenizer, template: &ChatTemplate) {
     assert_eq!(turns, [false, true, false, true]);
     assert!(head.iter().all(|&m| !m), "{ends:?}");
 
-    let all = SftTokenizer::new(tok, Some(template), TrainOn::All);
+    let prompt = chat_prompt(tok, template);
+    let all = SftTokenizer::new(tok, &prompt, TrainOn::All);
     let ex_all = all.tokenize(&record(chat()), Path::new("t.jsonl")).unwrap();
     assert_eq!(ex_all.input_ids, ex.input_ids);
     assert!(!ex_all.loss_mask[0] && ex_all.loss_mask[1..].iter().all(|&m| m));
@@ -122,7 +129,8 @@ fn chatml_masks_exactly_the_assistant_turns_on_a_trained_bpe() {
         ids.len() < "The capital of France".len(),
         "no merges: {ids:?}"
     );
-    let st = SftTokenizer::new(&tok, Some(&template), TrainOn::Assistant);
+    let prompt = chat_prompt(&tok, &template);
+    let st = SftTokenizer::new(&tok, &prompt, TrainOn::Assistant);
     let ex = st.tokenize(&record(chat()), Path::new("t.jsonl")).unwrap();
     // The template's default system prompt is context, not trained.
     assert!(runs(&tok, &ex, false)[0].starts_with("<|im_start|>system\nYou are a helpful"));
@@ -145,7 +153,8 @@ fn prompt_completion_trains_the_completion_and_eos() {
         prompt: "What is the capital of France?".into(),
         completion: " Paris.".into(),
     };
-    let st = SftTokenizer::new(&tok, None, TrainOn::Assistant);
+    let prompt = ChatPrompt::plain_text();
+    let st = SftTokenizer::new(&tok, &prompt, TrainOn::Assistant);
     let ex = st
         .tokenize(&record(pc.clone()), Path::new("t.jsonl"))
         .unwrap();
@@ -156,7 +165,8 @@ fn prompt_completion_trains_the_completion_and_eos() {
         ex.len() - ex.trained_tokens()
     );
 
-    let all = SftTokenizer::new(&tok, None, TrainOn::All)
+    let prompt = ChatPrompt::plain_text();
+    let all = SftTokenizer::new(&tok, &prompt, TrainOn::All)
         .tokenize(&record(pc), Path::new("t.jsonl"))
         .unwrap();
     assert_eq!(all.trained_tokens(), all.len() - 1);
@@ -175,7 +185,8 @@ fn prompt_completion_trains_the_completion_and_eos() {
 fn a_chat_without_a_template_names_its_line() {
     let dir = tempfile::tempdir().unwrap();
     let tok = bpe(dir.path());
-    let st = SftTokenizer::new(&tok, None, TrainOn::Assistant);
+    let prompt = ChatPrompt::plain_text();
+    let st = SftTokenizer::new(&tok, &prompt, TrainOn::Assistant);
     let msg = st
         .tokenize(&record(chat()), Path::new("train.jsonl"))
         .unwrap_err()
@@ -191,7 +202,8 @@ fn max_len_truncates_counts_and_reports_drops() {
     let dir = tempfile::tempdir().unwrap();
     let tok = bpe(dir.path());
     let template = ChatTemplate::new(SMOLLM2, "<|im_start|>", "<|im_end|>").unwrap();
-    let st = SftTokenizer::new(&tok, Some(&template), TrainOn::Assistant);
+    let prompt = chat_prompt(&tok, &template);
+    let st = SftTokenizer::new(&tok, &prompt, TrainOn::Assistant);
     let path = Path::new("train.jsonl");
     let long_prompt = "What is the capital of France? ".repeat(12);
     let text = format!(

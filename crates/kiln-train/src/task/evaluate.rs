@@ -28,19 +28,11 @@ pub struct TaskEval {
     pub items: Vec<ItemResult>,
 }
 
-/// The prompt's tokens: the chat template with the generation prompt, or the bare text when
-/// the model has no template.
+/// The prompt's tokens, through the model's chat prompt.
 pub fn prompt_ids(model: &LoadedModel, item: &TaskItem) -> Result<Vec<u32>> {
-    Ok(match &model.chat_template {
-        Some(t) => {
-            let text = t.render(&item.messages, true)?;
-            model.tokenizer.encode(&text, false, true)?
-        }
-        None => {
-            let text: Vec<&str> = item.messages.iter().map(|m| m.content.as_str()).collect();
-            model.tokenizer.encode(&text.join("\n\n"), true, false)?
-        }
-    })
+    Ok(model
+        .chat_prompt()?
+        .encode(&model.tokenizer, &item.messages)?)
 }
 
 pub fn evaluate_task(

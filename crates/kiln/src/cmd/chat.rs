@@ -4,7 +4,7 @@ use std::io::{BufRead, Write};
 
 use anyhow::{Context, Result};
 use clap::Args as ClapArgs;
-use kiln_model::{ChatMessage, ChatTemplate, GenerateOptions};
+use kiln_model::{ChatMessage, GenerateOptions};
 
 use crate::common::{ModelArgs, SamplingArgs};
 
@@ -36,25 +36,14 @@ pub fn run(a: Args) -> Result<()> {
     let params = a.sampling.params();
     params.validate()?;
     let m = a.model.load()?;
-    let fallback;
-    let template = match &m.chat_template {
-        Some(t) => Some(t),
-        // ChatML needs its marker tokens; rendered with a tokenizer that lacks them (a base
-        // model such as a `kiln train` run) it would be noise, so such a model continues the
-        // conversation as plain text instead.
-        None if m.tokenizer.token_to_id("<|im_start|>").is_none() => {
-            eprintln!(
-                "note: {} has no chat template and no ChatML tokens (a base model): each \
-                 message is continued as plain text, as `kiln generate` would",
-                a.model.model.display()
-            );
-            None
-        }
-        None => {
-            fallback = ChatTemplate::new(kiln_model::chat_template::CHATML, "", "")?;
-            Some(&fallback)
-        }
-    };
+    let chat = m.chat_prompt()?;
+    if !chat.is_chat() {
+        eprintln!(
+            "note: {} has no chat template and no ChatML tokens (a base model): each \
+             message is continued as plain text, as `kiln generate` would",
+            a.model.model.display()
+        );
+    }
     let mut messages: Vec<ChatMessage> = a
         .system
         .iter()
@@ -74,28 +63,14 @@ pub fn run(a: Args) -> Result<()> {
             let _ = out.write_all(t.as_bytes());
             let _ = out.flush();
         };
-        let g = match template {
-            Some(template) => {
-                let text = template.render(messages, true)?;
-                // The template writes BOS itself where the model wants one.
-                let ids = m.tokenizer.encode(&text, false, true)?;
-                kiln_model::generate(&m.model, &m.tokenizer, &ids, &opts, &m.device, on_text)?
-            }
-            None => {
-                // The transcript so far, one message per line; a base model's context may
-                // be short (64 characters for shakespeare-char), so the window slides.
-                let text: String = messages
-                    .iter()
-                    .map(|m| format!("{}\n", m.content))
-                    .collect();
-                let ids = m.tokenizer.encode(&text, true, false)?;
-                let opts = GenerateOptions {
-                    sliding_window: true,
-                    ..opts.clone()
-                };
-                kiln_model::generate(&m.model, &m.tokenizer, &ids, &opts, &m.device, on_text)?
-            }
+        let ids = chat.encode(&m.tokenizer, messages)?;
+        // A base model's context may be short (64 characters for shakespeare-char), so
+        // its plain-text transcript slides the window.
+        let opts = GenerateOptions {
+            sliding_window: !chat.is_chat(),
+            ..opts.clone()
         };
+        let g = kiln_model::generate(&m.model, &m.tokenizer, &ids, &opts, &m.device, on_text)?;
         println!();
         messages.push(ChatMessage::new("assistant", g.text.trim().to_string()));
         Ok(())

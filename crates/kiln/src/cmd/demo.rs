@@ -40,15 +40,10 @@ pub fn run(a: Args) -> Result<()> {
         dir.display()
     );
     let m = kiln_model::load(&dir, &candle_core::Device::Cpu)?;
-    let template = m
-        .chat_template
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("tiny model has no chat template"))?;
-    let prompt = template.render(
-        &[kiln_model::ChatMessage::new("user", "Hello, kiln!")],
-        true,
-    )?;
-    let ids = m.tokenizer.encode(&prompt, false, true)?;
+    let chat = m.chat_prompt()?;
+    let messages = [kiln_model::ChatMessage::new("user", "Hello, kiln!")];
+    let prompt = chat.render(&messages, true)?;
+    let ids = chat.encode(&m.tokenizer, &messages)?;
     println!(
         "prompt ({} tokens through the ChatML template): {prompt:?}",
         ids.len()

@@ -1,26 +1,11 @@
 //! Chat templates: the model's own Jinja template rendered with minijinja, with the
 //! Python string methods (`.strip()`, `.startswith()`, ...) Hugging Face templates use.
 
-use minijinja::{context, Environment, Error, ErrorKind};
-use serde::{Deserialize, Serialize};
-
+use super::ChatMessage;
 use crate::error::{ModelError, Result};
+use minijinja::{context, Environment, Error, ErrorKind};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChatMessage {
-    pub role: String,
-    pub content: String,
-}
-
-impl ChatMessage {
-    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        Self {
-            role: role.into(),
-            content: content.into(),
-        }
-    }
-}
-
+#[derive(Clone)]
 pub struct ChatTemplate {
     env: Environment<'static>,
     source: String,
@@ -85,7 +70,8 @@ impl ChatTemplate {
     }
 }
 
-/// ChatML, the template SmolLM2 and Qwen2 ship; used by `kiln` when a model has none.
+/// ChatML, the template SmolLM2 and Qwen2 ship; [`super::ChatPrompt`]'s fallback for a model
+/// without a template whose tokenizer has ChatML's markers.
 pub const CHATML: &str = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
 #[cfg(test)]
