@@ -4,11 +4,9 @@
 //! pool too small for all of them (the generations' growth preempts). Each choice's
 //! log-probabilities and each generation's tokens must equal those of the request alone.
 
-mod common;
-
-use common::{collect, prompt_logprobs, submit_score};
 use kiln_engine::{EngineConfig, EngineHandle, EngineRequest, RequestStream};
 use kiln_model::tiny::{write_tiny_llama, TinyLlamaSpec};
+use kiln_testing::engine::{collect, prompt_logprobs, submit_score};
 
 /// Deeper than the default tiny model so that 1 MiB of cache holds only 32 blocks of 8
 /// (256 positions): two long prompts in flight do not fit. Query heads share KV heads in

@@ -2,12 +2,10 @@
 //! single-stream generation, also with many requests in flight at once; cancellation and
 //! shutdown.
 
-mod common;
-
-use common::{collect, prompt_logprobs, submit_score};
 use kiln_engine::{EngineConfig, EngineEvent, EngineHandle, EngineRequest, FinishReason};
 use kiln_model::tiny::{write_tiny_llama, TinyLlamaSpec};
 use kiln_model::{generate, GenerateOptions, SamplingParams};
+use kiln_testing::engine::{collect, prompt_logprobs, submit_score};
 
 fn tiny_engine(config: EngineConfig) -> (tempfile::TempDir, EngineHandle) {
     let dir = tempfile::tempdir().unwrap();

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::{io_err, EvalError, Result};
-use crate::metrics::paired_difference;
 use crate::results::{samples_path, METRIC_NAMES, RESULTS_FILE};
+use kiln_stats::paired_difference;
 
 /// A run directory, or its results.json.
 pub struct Run {

@@ -23,8 +23,9 @@ pub enum EvalError {
     Model(#[from] kiln_model::ModelError),
     #[error("engine: {0}")]
     Engine(#[from] kiln_engine::EngineError),
-    #[error("endpoint {url}: {message}")]
-    Endpoint { url: String, message: String },
+    /// The language model failed (an endpoint down, a prompt too long for the model).
+    #[error(transparent)]
+    Lm(#[from] kiln_lm::LmError),
     #[error("sandbox: {0}")]
     Sandbox(String),
     #[error("json: {0}")]

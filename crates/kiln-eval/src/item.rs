@@ -1,16 +1,8 @@
 //! A multiple-choice question scored by log-likelihood: each choice is a context and a
 //! continuation, and the choice whose continuation the model finds most likely is its answer.
 
+pub use kiln_lm::LoglikRequest;
 use serde::{Deserialize, Serialize};
-
-/// The text scored: `continuation` given `context`. Choices of one question usually share
-/// the context (HellaSwag, ARC); Winogrande's differ in the context and share the
-/// continuation ("partial scoring").
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct LoglikRequest {
-    pub context: String,
-    pub continuation: String,
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct McItem {

@@ -13,15 +13,15 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::backend::GenBackend;
 use crate::error::Result;
-use crate::judge::{
-    combine, pairwise_prompt, parse_preference, parse_rating, single_prompt, Preference,
-};
-use crate::metrics::{summarize, Summary};
 use crate::olmes::{json_lines, line_error};
 use crate::runner::{run_samples, RunOptions, Sample, TaskRun};
 use crate::task::{Task, TaskItems};
+use kiln_lm::judge::{
+    combine, pairwise_prompt, parse_preference, parse_rating, single_prompt, Preference,
+};
+use kiln_lm::{user, GenParams, LanguageModel, TextCompletion};
+use kiln_stats::{summarize, Summary};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -176,7 +176,7 @@ pub struct Agreement {
 }
 
 fn judge_one(
-    backend: &dyn GenBackend,
+    judge: &dyn LanguageModel,
     mode: JudgeMode,
     item: &JudgeItem,
     o: &JudgeOptions,
@@ -199,7 +199,7 @@ fn judge_one(
                 &item.answers[0],
                 item.reference.as_deref(),
             );
-            let reply = backend.chat(&prompt, o.max_tokens)?;
+            let reply = judge.chat_text(&user(&prompt), &GenParams::greedy(o.max_tokens))?;
             // An unreadable reply counts as the lowest rating, and stays visible in the file.
             let rating = parse_rating(&reply).map(f64::from);
             j.rating = rating;
@@ -208,8 +208,10 @@ fn judge_one(
         }
         JudgeMode::Pairwise => {
             let (a, b) = (&item.answers[0], &item.answers[1]);
-            let first = backend.chat(&pairwise_prompt(&item.question, a, b), o.max_tokens)?;
-            let second = backend.chat(&pairwise_prompt(&item.question, b, a), o.max_tokens)?;
+            let ask =
+                |prompt: String| judge.chat_text(&user(&prompt), &GenParams::greedy(o.max_tokens));
+            let first = ask(pairwise_prompt(&item.question, a, b))?;
+            let second = ask(pairwise_prompt(&item.question, b, a))?;
             let (p1, p2) = (parse_preference(&first), parse_preference(&second));
             // An order without a readable verdict counts as a tie in that order.
             let combined = combine(p1.unwrap_or(Preference::Tie), p2.unwrap_or(Preference::Tie));
@@ -232,7 +234,7 @@ fn judge_one(
 
 /// Judges every item; returns the run and, when items carry labels, the agreement.
 pub fn run_judge(
-    backend: &dyn GenBackend,
+    model: &dyn LanguageModel,
     file: &JudgeFile,
     samples: &Path,
     opts: &RunOptions,
@@ -252,7 +254,7 @@ pub fn run_judge(
         samples,
         opts,
         progress,
-        |item| judge_one(backend, file.mode, item, judge),
+        |item| judge_one(model, file.mode, item, judge),
     )?;
     let labelled: Vec<&Judgment> = run.samples.iter().filter(|j| j.label.is_some()).collect();
     let agreement = (!labelled.is_empty()).then(|| {

@@ -1,16 +1,15 @@
-//! Multiple-choice metrics: `acc` (the choice with the highest summed log-likelihood) and
-//! `acc_norm` (log-likelihood per character of the continuation, as OLMES' `acc_per_char`
-//! and lm-evaluation-harness's `acc_norm` compute it), each with its standard error and a
-//! bootstrap confidence interval.
+//! Per-question outcomes: multiple choice (`acc`, the choice with the highest summed
+//! log-likelihood, and `acc_norm`, log-likelihood per character of the continuation, as
+//! OLMES' `acc_per_char` and lm-evaluation-harness's `acc_norm` compute it) and generated
+//! answers (exact match, F1, BLEU, ROUGE-L). Their means and intervals are kiln-stats'.
 
-use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::answer::{exact_match, f1, last_number, same_number};
-use crate::backend::ChoiceScore;
 use crate::gen_item::{GenItem, Scoring};
 use crate::item::McItem;
 use crate::overlap::{bleu, rouge_l};
+use kiln_lm::LoglikScore;
 
 /// One question's outcome (a line of the per-sample output).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,7 +38,7 @@ fn argmax(xs: impl Iterator<Item = f64>) -> usize {
     best.0
 }
 
-pub fn score_item(item: &McItem, scores: &[ChoiceScore]) -> ItemResult {
+pub fn score_item(item: &McItem, scores: &[LoglikScore]) -> ItemResult {
     let chars: Vec<usize> = item
         .choices
         .iter()
@@ -139,75 +138,10 @@ pub fn score_generation(item: &GenItem, completion: &str) -> GenResult {
     r
 }
 
-/// A mean over questions with its uncertainty.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Summary {
-    pub mean: f64,
-    /// Standard error of the mean (sample standard deviation / √n, as the harness reports).
-    pub stderr: f64,
-    /// 95% percentile bootstrap interval.
-    pub ci: [f64; 2],
-}
-
-pub const BOOTSTRAP_RESAMPLES: usize = 1000;
-
-/// Mean, standard error and a seeded 95% bootstrap interval of `xs`.
-pub fn summarize(xs: &[f64], seed: u64) -> Summary {
-    let n = xs.len();
-    if n == 0 {
-        return Summary {
-            mean: f64::NAN,
-            stderr: f64::NAN,
-            ci: [f64::NAN; 2],
-        };
-    }
-    let mean = xs.iter().sum::<f64>() / n as f64;
-    let var = if n > 1 {
-        xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64
-    } else {
-        0.0
-    };
-    let means = bootstrap(n, seed, |idx| idx.map(|i| xs[i]).sum::<f64>() / n as f64);
-    Summary {
-        mean,
-        stderr: (var / n as f64).sqrt(),
-        ci: percentile_interval(&means),
-    }
-}
-
-/// `stat` of [`BOOTSTRAP_RESAMPLES`] seeded resamples (with replacement) of the indices
-/// 0..n, sorted.
-pub fn bootstrap(
-    n: usize,
-    seed: u64,
-    stat: impl Fn(&mut dyn Iterator<Item = usize>) -> f64,
-) -> Vec<f64> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut out: Vec<f64> = (0..BOOTSTRAP_RESAMPLES)
-        .map(|_| stat(&mut (0..n).map(|_| rng.random_range(0..n))))
-        .collect();
-    out.sort_by(f64::total_cmp);
-    out
-}
-
-/// The 95% percentile interval of sorted bootstrap statistics.
-pub fn percentile_interval(sorted: &[f64]) -> [f64; 2] {
-    let at =
-        |q: f64| sorted[((q * (sorted.len() - 1) as f64).round() as usize).min(sorted.len() - 1)];
-    [at(0.025), at(0.975)]
-}
-
-/// Paired bootstrap of the mean difference `b - a` over the same questions: the mean and
-/// its 95% interval. A difference whose interval excludes 0 is significant at 5%.
-pub fn paired_difference(a: &[f64], b: &[f64], seed: u64) -> Summary {
-    let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| y - x).collect();
-    summarize(&d, seed)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::item::LoglikRequest;
+    use kiln_lm::LoglikRequest;
 
     fn item(continuations: &[&str], gold: usize) -> McItem {
         McItem {
@@ -224,9 +158,9 @@ mod tests {
         }
     }
 
-    fn scores(lps: &[f64]) -> Vec<ChoiceScore> {
+    fn scores(lps: &[f64]) -> Vec<LoglikScore> {
         lps.iter()
-            .map(|&logprob| ChoiceScore {
+            .map(|&logprob| LoglikScore {
                 logprob,
                 is_greedy: false,
                 tokens: 1,
@@ -248,37 +182,5 @@ mod tests {
     fn ties_go_to_the_first_choice() {
         let r = score_item(&item(&[" x", " y", " z"], 2), &scores(&[-1.0, -1.0, -1.0]));
         assert_eq!(r.pred, 0);
-    }
-
-    #[test]
-    fn summary_matches_the_binomial_standard_error_and_brackets_the_mean() {
-        let xs: Vec<f64> = (0..400).map(|i| f64::from(u8::from(i % 4 == 0))).collect();
-        let s = summarize(&xs, 7);
-        assert!((s.mean - 0.25).abs() < 1e-12);
-        let se = (0.25f64 * 0.75 / 399.0).sqrt();
-        assert!((s.stderr - se).abs() < 1e-12, "{} vs {se}", s.stderr);
-        // A percentile interval of a mean is about ±1.96 standard errors.
-        assert!(s.ci[0] < 0.25 && s.ci[1] > 0.25);
-        assert!(
-            ((s.ci[1] - s.ci[0]) / (2.0 * 1.96 * se) - 1.0).abs() < 0.2,
-            "{:?}",
-            s.ci
-        );
-        assert_eq!(summarize(&xs, 7), s, "seeded");
-    }
-
-    #[test]
-    fn paired_difference_sees_a_consistent_gain() {
-        let a: Vec<f64> = (0..200).map(|i| f64::from(u8::from(i % 2 == 0))).collect();
-        let mut b = a.clone();
-        for x in b.iter_mut().step_by(10) {
-            *x = 1.0; // already 1: no change
-        }
-        for i in (1..200).step_by(4) {
-            b[i] = 1.0; // 50 wrong answers made right
-        }
-        let d = paired_difference(&a, &b, 1);
-        assert!((d.mean - 0.25).abs() < 1e-12);
-        assert!(d.ci[0] > 0.15, "{:?}", d.ci);
     }
 }

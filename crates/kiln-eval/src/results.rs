@@ -8,8 +8,8 @@ use serde_json::{json, Map, Value};
 
 use crate::error::Result;
 use crate::html_report::{html_report, LabelledRun};
-use crate::metrics::Summary;
 use crate::runner::TaskResult;
+use kiln_stats::Summary;
 
 pub const RESULTS_FILE: &str = "results.json";
 

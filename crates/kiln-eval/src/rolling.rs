@@ -10,11 +10,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::LoglikBackend;
 use crate::error::Result;
 use crate::item::{LoglikRequest, McItem};
-use crate::metrics::{bootstrap, percentile_interval, Summary};
 use crate::olmes::{json_lines, line_error};
+use kiln_lm::LanguageModel;
+use kiln_stats::{bootstrap, percentile_interval, Summary};
 
 /// The longest window, in characters (about a thousand tokens of English).
 pub const WINDOW_CHARS: usize = 4000;
@@ -98,8 +98,8 @@ pub fn windows(text: &str, max: usize) -> Vec<&str> {
     out
 }
 
-/// Scores one document through `backend`, window by window.
-pub fn score_document(backend: &dyn LoglikBackend, doc: &RollingDoc) -> Result<RollingResult> {
+/// Scores one document through `lm`, window by window.
+pub fn score_document(lm: &dyn LanguageModel, doc: &RollingDoc) -> Result<RollingResult> {
     let item = McItem {
         doc_id: doc.doc_id,
         native_id: doc.native_id.clone(),
@@ -116,7 +116,7 @@ pub fn score_document(backend: &dyn LoglikBackend, doc: &RollingDoc) -> Result<R
     let scores = if item.choices.is_empty() {
         vec![]
     } else {
-        backend.score(&item)?
+        lm.loglik(&item.choices)?
     };
     Ok(RollingResult {
         doc_id: doc.doc_id,

@@ -1,4 +1,4 @@
-//! Runs a task's questions through a backend from several threads (the backend batches
+//! Runs a task's questions through a language model from several threads (the model batches
 //! what arrives together), appending each finished question to the per-sample file as it
 //! goes: a run that fails midway (an endpoint that went down) keeps what it scored, and
 //! `resume` scores only the rest.
@@ -13,16 +13,17 @@ use std::time::Instant;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::backend::{Decoding, GenBackend, LoglikBackend};
 use crate::code_exec::CodeExecutor;
 use crate::code_item::CodeItem;
 use crate::code_result::CodeResult;
 use crate::error::{io_err, EvalError, Result};
 use crate::gen_item::GenItem;
 use crate::item::McItem;
-use crate::metrics::{score_generation, score_item, summarize, GenResult, ItemResult, Summary};
+use crate::metrics::{score_generation, score_item, GenResult, ItemResult};
 use crate::rolling::{corpus_metrics, score_document, RollingDoc, RollingResult};
 use crate::task::Task;
+use kiln_lm::{GenParams, LanguageModel, TextCompletion};
+use kiln_stats::{summarize, Summary};
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -82,7 +83,7 @@ impl Sample for RollingResult {
 /// Scores every document's log-likelihood; the figures are the corpus's token, word and
 /// byte perplexity and bits per byte (ratios of sums, bootstrapped over documents).
 pub fn run_rolling_task(
-    backend: &dyn LoglikBackend,
+    lm: &dyn LanguageModel,
     task: &Task,
     samples: &Path,
     opts: &RunOptions,
@@ -95,7 +96,7 @@ pub fn run_rolling_task(
         samples,
         opts,
         progress,
-        |doc| score_document(backend, doc),
+        |doc| score_document(lm, doc),
     )?;
     run.summary.metrics = corpus_metrics(&run.samples, BOOTSTRAP_SEED);
     Ok(run)
@@ -187,7 +188,7 @@ fn read_done<S: Sample>(path: &Path) -> Result<BTreeMap<usize, S>> {
 
 /// Scores a multiple-choice task and writes its per-sample JSONL at `samples`.
 pub fn run_task(
-    backend: &dyn LoglikBackend,
+    lm: &dyn LanguageModel,
     task: &Task,
     samples: &Path,
     opts: &RunOptions,
@@ -202,10 +203,10 @@ pub fn run_task(
         opts,
         progress,
         |item| {
-            let scores = backend.score(item)?;
+            let scores = lm.loglik(&item.choices)?;
             if scores.len() != item.choices.len() {
                 return Err(EvalError::Task(format!(
-                    "backend scored {} of {} choices",
+                    "the model scored {} of {} choices",
                     scores.len(),
                     item.choices.len()
                 )));
@@ -217,7 +218,7 @@ pub fn run_task(
 
 /// Generates a generation task's answers greedily and scores them.
 pub fn run_gen_task(
-    backend: &dyn GenBackend,
+    lm: &dyn LanguageModel,
     task: &Task,
     samples: &Path,
     opts: &RunOptions,
@@ -232,8 +233,8 @@ pub fn run_gen_task(
         opts,
         progress,
         |item| {
-            let completion =
-                backend.generate(&item.prompt, &item.stop, item.max_tokens, Decoding::GREEDY)?;
+            let params = GenParams::greedy(item.max_tokens).with_stop(&item.stop);
+            let completion = lm.generate_text(&item.prompt, &params)?;
             Ok(score_generation(item, &completion))
         },
     )
@@ -243,7 +244,7 @@ pub fn run_gen_task(
 /// tests in the sandbox. A program that hangs, crashes or breaks a limit fails its problem;
 /// only a sandbox that cannot start stops the run.
 pub fn run_code_task(
-    backend: &dyn GenBackend,
+    lm: &dyn LanguageModel,
     executor: &CodeExecutor,
     task: &Task,
     samples: &Path,
@@ -269,13 +270,13 @@ pub fn run_code_task(
         |item| {
             let (mut completions, mut verdicts, mut first_error) = (vec![], vec![], None);
             for j in 0..sampling.n {
-                let decoding = Decoding {
+                let params = GenParams {
                     temperature: sampling.temperature,
                     top_p: sampling.top_p,
                     seed: sampling.seed ^ ((item.doc_id as u64) << 20) ^ j as u64,
+                    ..GenParams::greedy(item.max_tokens).with_stop(&item.stop)
                 };
-                let completion =
-                    backend.generate(&item.prompt, &item.stop, item.max_tokens, decoding)?;
+                let completion = lm.generate_text(&item.prompt, &params)?;
                 let outcome = executor.check(item, &completion)?;
                 if !outcome.verdict.passed() && first_error.is_none() {
                     first_error = Some(outcome.stderr_tail);

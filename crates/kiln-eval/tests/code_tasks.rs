@@ -7,9 +7,8 @@ use std::time::Duration;
 use kiln_eval::code_exec::CodeExecutor;
 use kiln_eval::code_item::CodeItem;
 use kiln_eval::sandbox::{Outcome, SandboxLimits, Verdict};
-use kiln_eval::{
-    load_task, run_code_task, CodeSampling, Decoding, GenBackend, RunOptions, Task, TaskItems,
-};
+use kiln_eval::{load_task, run_code_task, CodeSampling, RunOptions, Task, TaskItems};
+use kiln_lm::{Completion, FinishReason, GenParams, LanguageModel};
 
 fn tasks_dir() -> PathBuf {
     let assets = std::env::var_os("KILN_ASSETS")
@@ -123,24 +122,26 @@ const HOSTILE: [&str; 5] = [
     "    import socket\n    socket.create_connection(('1.1.1.1', 80), timeout=1)\n",
 ];
 
-impl GenBackend for Adversary {
-    fn generate(
-        &self,
-        prompt: &str,
-        _: &[String],
-        _: usize,
-        _: Decoding,
-    ) -> kiln_eval::Result<String> {
+impl LanguageModel for Adversary {
+    fn describe(&self) -> serde_json::Value {
+        "adversary".into()
+    }
+    fn generate(&self, prompt: &str, _: &GenParams) -> kiln_lm::Result<Vec<Completion>> {
         let i = self
             .items
             .iter()
             .position(|it| it.prompt == prompt)
             .unwrap();
-        Ok(match i {
+        let text = match i {
             0..5 => HOSTILE[i].to_string(),
             _ if i % 2 == 0 => self.items[i].reference.clone().unwrap(),
             _ => "    return None\n".into(),
-        })
+        };
+        Ok(vec![Completion {
+            text,
+            finish_reason: FinishReason::Stop,
+            tokens: 0,
+        }])
     }
 }
 

@@ -4,17 +4,24 @@
 
 use kiln_eval::judge::{Preference, DEFAULT_RUBRIC};
 use kiln_eval::judge_run::{read_judge_file, run_judge, JudgeFile, JudgeOptions, Label};
-use kiln_eval::{Decoding, GenBackend, RunOptions};
+use kiln_eval::RunOptions;
+use kiln_lm::{Completion, FinishReason, GenParams, LanguageModel};
+use kiln_model::ChatMessage;
 
-/// A scripted judge: `reply(prompt)`.
+/// A scripted judge: `reply(prompt)` to the one user message it is asked.
 struct Scripted<F: Fn(&str) -> String + Send + Sync>(F);
 
-impl<F: Fn(&str) -> String + Send + Sync> GenBackend for Scripted<F> {
-    fn generate(&self, _: &str, _: &[String], _: usize, _: Decoding) -> kiln_eval::Result<String> {
-        unreachable!("the judge chats")
+impl<F: Fn(&str) -> String + Send + Sync> LanguageModel for Scripted<F> {
+    fn describe(&self) -> serde_json::Value {
+        "scripted".into()
     }
-    fn chat(&self, user: &str, _: usize) -> kiln_eval::Result<String> {
-        Ok((self.0)(user))
+    fn chat(&self, messages: &[ChatMessage], _: &GenParams) -> kiln_lm::Result<Vec<Completion>> {
+        assert_eq!(messages.len(), 1, "the judge asks one user message");
+        Ok(vec![Completion {
+            text: (self.0)(&messages[0].content),
+            finish_reason: FinishReason::Stop,
+            tokens: 0,
+        }])
     }
 }
 
@@ -33,7 +40,7 @@ fn write(dir: &std::path::Path, lines: &[serde_json::Value]) -> std::path::PathB
 
 fn judge(
     file: &JudgeFile,
-    backend: &dyn GenBackend,
+    backend: &dyn LanguageModel,
     dir: &std::path::Path,
 ) -> (
     kiln_eval::TaskRun<kiln_eval::judge_run::Judgment>,

@@ -7,9 +7,9 @@
 
 use std::time::Instant;
 
-use kiln_eval::backend::GenBackend;
-use kiln_eval::judge::{parse_rating, single_prompt};
-use kiln_eval::metrics::{summarize, Summary};
+use kiln_lm::judge::{parse_rating, single_prompt};
+use kiln_lm::{user, GenParams, LanguageModel, TextCompletion};
+use kiln_stats::{summarize, Summary};
 use serde::Serialize;
 
 use crate::ask::{ask, Answer, Source};
@@ -80,11 +80,14 @@ pub fn starts_with_reference(answer: &str, reference: &str) -> Option<bool> {
     Some(first == r)
 }
 
+/// Tokens the judge may write: a short explanation, then "Rating: [[n]]".
+const JUDGE_MAX_TOKENS: usize = 256;
+
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate_answers(
     pipeline: &Pipeline,
-    llm: &dyn GenBackend,
-    judge: &dyn GenBackend,
+    llm: &dyn LanguageModel,
+    judge: &dyn LanguageModel,
     verifier: &Verifier,
     queries: &[GoldenQuery],
     spec: PipelineSpec,
@@ -97,12 +100,12 @@ pub fn evaluate_answers(
         let start = Instant::now();
         let a = ask(pipeline, llm, verifier, &q.query, spec, k, max_tokens)?;
         let seconds = start.elapsed().as_secs_f64();
-        let faithfulness =
-            parse_rating(&judge.chat(&faithfulness_prompt(&a.sources, &a.answer), 256)?);
-        let relevance = parse_rating(&judge.chat(
-            &single_prompt(RELEVANCE_RUBRIC, &q.query, &a.answer, None),
-            256,
-        )?);
+        let rate = |prompt: String| {
+            let reply = judge.chat_text(&user(&prompt), &GenParams::greedy(JUDGE_MAX_TOKENS))?;
+            Ok::<_, crate::error::RagError>(parse_rating(&reply))
+        };
+        let faithfulness = rate(faithfulness_prompt(&a.sources, &a.answer))?;
+        let relevance = rate(single_prompt(RELEVANCE_RUBRIC, &q.query, &a.answer, None))?;
         let correct = q
             .answer
             .as_deref()

@@ -4,7 +4,7 @@
 //! against every source and, when one supports it, attributed to that source (post-hoc
 //! attribution), so a small model that forgets to cite still gets checked citations.
 
-use kiln_eval::backend::GenBackend;
+use kiln_lm::{user, GenParams, LanguageModel, TextCompletion};
 use serde::Serialize;
 
 use crate::error::Result;
@@ -148,7 +148,7 @@ pub fn verify_answer(
 /// Retrieves `k` sources for `question`, asks `llm`, and verifies the answer.
 pub fn ask(
     pipeline: &Pipeline,
-    llm: &dyn GenBackend,
+    llm: &dyn LanguageModel,
     verifier: &Verifier,
     question: &str,
     spec: PipelineSpec,
@@ -158,7 +158,10 @@ pub fn ask(
     let retrieval = pipeline.search(question, spec, k, &[])?;
     let sources = sources(pipeline.retriever.index, &retrieval.hits);
     let answer = llm
-        .chat(&prompt(question, &sources), max_tokens)?
+        .chat_text(
+            &user(&prompt(question, &sources)),
+            &GenParams::greedy(max_tokens),
+        )?
         .trim()
         .to_string();
     let sentences = verify_answer(verifier, &answer, &sources)?;

@@ -70,7 +70,7 @@ impl Embedder {
             }))
             .map_err(|e| bad(format!("truncation: {e}")))?;
         let weights = dir.join("model.safetensors");
-        let sha256 = kiln_eval::fingerprint::sha256_files(std::slice::from_ref(&weights))
+        let sha256 = kiln_model::weights::fingerprint::sha256_files(std::slice::from_ref(&weights))
             .map_err(|e| bad(format!("hashing the weights: {e}")))?;
         // SAFETY: the weights file is mapped read-only and not written while the index runs.
         let vb =

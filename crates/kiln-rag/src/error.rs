@@ -26,7 +26,7 @@ pub enum RagError {
     Json(#[from] serde_json::Error),
     /// The language model of reranking, query rewriting or answering.
     #[error("llm: {0}")]
-    Llm(#[from] kiln_eval::EvalError),
+    Llm(#[from] kiln_lm::LmError),
     #[error(transparent)]
     Write(#[from] kiln_model::atomic::AtomicWriteError),
     #[error("{0}")]

@@ -5,7 +5,7 @@
 
 use std::str::FromStr;
 
-use kiln_eval::backend::GenBackend;
+use kiln_lm::LanguageModel;
 use serde::Serialize;
 
 use crate::error::{RagError, Result};
@@ -91,7 +91,7 @@ pub struct Retrieved {
 pub struct Pipeline<'a> {
     pub retriever: Retriever<'a>,
     /// Writes HyDE passages and sub-questions.
-    pub llm: Option<&'a dyn GenBackend>,
+    pub llm: Option<&'a dyn LanguageModel>,
     /// The rerankers at hand, by kind.
     pub rerankers: Vec<(RerankKind, Box<dyn Reranker + 'a>)>,
     pub rerank_depth: usize,
@@ -107,7 +107,7 @@ impl<'a> Pipeline<'a> {
         }
     }
 
-    fn llm(&self, what: &str) -> Result<&'a dyn GenBackend> {
+    fn llm(&self, what: &str) -> Result<&'a dyn LanguageModel> {
         self.llm
             .ok_or_else(|| RagError::Other(format!("{what} needs a language model (--llm)")))
     }

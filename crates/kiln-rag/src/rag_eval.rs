@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
-use kiln_eval::metrics::{paired_difference, summarize, Summary};
+use kiln_stats::{paired_difference, summarize, Summary};
 use serde::Serialize;
 
 use crate::error::Result;

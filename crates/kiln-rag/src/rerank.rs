@@ -3,12 +3,11 @@
 //! of two ways: the probability of "Yes" against "No" after a relevance question (as monoT5
 //! and the Yes/No prompts of LLM rerankers), or the likelihood of the query as a question
 //! the passage answers (UPR, Sachan et al. 2022), which asks the model for nothing but
-//! language modelling and so suits small models. Any local model or OpenAI-compatible
-//! endpoint serves, through kiln-eval's log-likelihood backends; a cross-encoder can
+//! language modelling and so suits small models. Any kiln-lm model serves (a local model
+//! or an OpenAI-compatible endpoint, through its log-likelihoods); a cross-encoder can
 //! implement the same trait.
 
-use kiln_eval::backend::LoglikBackend;
-use kiln_eval::item::{LoglikRequest, McItem};
+use kiln_lm::{LanguageModel, LoglikRequest};
 
 use crate::error::{RagError, Result};
 use crate::retrieve::Hit;
@@ -42,7 +41,7 @@ impl std::str::FromStr for RerankKind {
 
 /// Pointwise relevance by a language model.
 pub struct LlmReranker<'a> {
-    backend: &'a dyn LoglikBackend,
+    lm: &'a dyn LanguageModel,
     pub kind: RerankKind,
     /// Passages are cut to this many characters (at a word boundary), so a long chunk
     /// cannot push the question out of a small model's attention.
@@ -50,9 +49,9 @@ pub struct LlmReranker<'a> {
 }
 
 impl<'a> LlmReranker<'a> {
-    pub fn new(backend: &'a dyn LoglikBackend, kind: RerankKind) -> Self {
+    pub fn new(lm: &'a dyn LanguageModel, kind: RerankKind) -> Self {
         Self {
-            backend,
+            lm,
             kind,
             max_passage_chars: 1500,
         }
@@ -81,19 +80,14 @@ impl<'a> LlmReranker<'a> {
 
     fn relevance(&self, query: &str, passage: &str) -> Result<f32> {
         let (context, continuations) = self.request(query, passage);
-        let item = McItem {
-            doc_id: 0,
-            native_id: serde_json::Value::Null,
-            choices: continuations
-                .into_iter()
-                .map(|continuation| LoglikRequest {
-                    context: context.clone(),
-                    continuation,
-                })
-                .collect(),
-            gold: 0,
-        };
-        let s = self.backend.score(&item)?;
+        let requests: Vec<LoglikRequest> = continuations
+            .into_iter()
+            .map(|continuation| LoglikRequest {
+                context: context.clone(),
+                continuation,
+            })
+            .collect();
+        let s = self.lm.loglik(&requests)?;
         match (self.kind, s.as_slice()) {
             (RerankKind::YesNo, [yes, no]) => Ok(sigmoid(yes.logprob - no.logprob) as f32),
             // Every passage is scored on the same query tokens: the sum ranks as the mean.
@@ -108,7 +102,7 @@ impl<'a> LlmReranker<'a> {
 
 impl Reranker for LlmReranker<'_> {
     fn scores(&self, query: &str, passages: &[&str]) -> Result<Vec<f32>> {
-        // One thread per passage: the backend batches requests that arrive together.
+        // One thread per passage: the model batches requests that arrive together.
         std::thread::scope(|s| {
             let handles: Vec<_> = passages
                 .iter()

@@ -6,7 +6,7 @@
 //!   retrieved on its own, and the lists are merged with the question's own by reciprocal
 //!   rank fusion.
 
-use kiln_eval::backend::GenBackend;
+use kiln_lm::{user, GenParams, LanguageModel, TextCompletion};
 
 use crate::error::Result;
 
@@ -23,9 +23,12 @@ pub fn hyde_prompt(question: &str) -> String {
 }
 
 /// The hypothetical passage HyDE embeds.
-pub fn hypothetical_passage(llm: &dyn GenBackend, question: &str) -> Result<String> {
+pub fn hypothetical_passage(llm: &dyn LanguageModel, question: &str) -> Result<String> {
     Ok(llm
-        .chat(&hyde_prompt(question), HYDE_MAX_TOKENS)?
+        .chat_text(
+            &user(&hyde_prompt(question)),
+            &GenParams::greedy(HYDE_MAX_TOKENS),
+        )?
         .trim()
         .to_string())
 }
@@ -49,8 +52,11 @@ pub fn decomposition_prompt(question: &str) -> String {
 }
 
 /// The model's sub-questions of `question`.
-pub fn sub_questions(llm: &dyn GenBackend, question: &str) -> Result<Vec<String>> {
-    let reply = llm.chat(&decomposition_prompt(question), 96)?;
+pub fn sub_questions(llm: &dyn LanguageModel, question: &str) -> Result<Vec<String>> {
+    let reply = llm.chat_text(
+        &user(&decomposition_prompt(question)),
+        &GenParams::greedy(96),
+    )?;
     Ok(parse_sub_questions(&reply, question))
 }
 

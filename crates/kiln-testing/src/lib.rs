@@ -1,6 +1,11 @@
 //! What kiln's integration tests share: where the real assets and the reference Python live,
 //! and skipping visibly when one is missing (or failing, under `KILN_REQUIRE_ASSETS=1`,
-//! which `.ci/run` sets). A dev-dependency only; it depends on nothing.
+//! which `.ci/run` sets); the tiny random model behind an engine and the stream readers of
+//! its requests ([`engine`]); and independent reference log-likelihoods and logits
+//! ([`reference`]). A dev-dependency only.
+
+pub mod engine;
+pub mod reference;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

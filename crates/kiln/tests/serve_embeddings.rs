@@ -13,10 +13,13 @@ const A: &str = "A man is eating food.";
 const B: &str = "A man is eating a piece of bread.";
 
 fn post(port: u16, body: serde_json::Value) -> serde_json::Value {
-    ureq::post(&format!("http://127.0.0.1:{port}/v1/embeddings"))
-        .send_json(body)
+    reqwest::blocking::Client::new()
+        .post(format!("http://127.0.0.1:{port}/v1/embeddings"))
+        .json(&body)
+        .send()
+        .and_then(|r| r.error_for_status())
         .expect("POST /v1/embeddings")
-        .into_json()
+        .json()
         .expect("a JSON body")
 }
 

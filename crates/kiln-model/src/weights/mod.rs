@@ -2,6 +2,7 @@
 //! prefix path (`w.pp("self_attn").pp("q_proj")`); each [`WeightSource`] maps those names to
 //! its own file layout, so no model file ever sees a GGUF or safetensors name.
 
+pub mod fingerprint;
 pub mod gguf;
 pub mod rope_rows;
 pub mod safetensors;

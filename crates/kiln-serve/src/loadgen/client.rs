@@ -1,13 +1,11 @@
 //! One streamed completion request against an OpenAI-compatible server, timed chunk by
-//! chunk.
+//! chunk (the stream itself is kiln-lm's).
 
-use std::time::{Duration, Instant};
-
-use futures::StreamExt;
-use reqwest::Url;
+use kiln_lm::endpoint::sse::{parse_chunk, SseEvent};
+use kiln_lm::endpoint::stream::StreamClient;
 use serde_json::{json, Value};
+use url::Url;
 
-use super::sse::{parse_chunk, SseDecoder, SseEvent};
 use super::target::Endpoint;
 use super::timing::{RequestRecord, RequestTimer};
 use super::LoadgenError;
@@ -29,19 +27,13 @@ pub struct ClientConfig {
 
 #[derive(Debug, Clone)]
 pub struct Client {
-    http: reqwest::Client,
+    http: StreamClient,
     cfg: ClientConfig,
 }
 
 impl Client {
     pub fn new(cfg: ClientConfig) -> Result<Client, LoadgenError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            // Keep-alive connections are the steady state of a real client; without a cap
-            // on idle ones, every concurrency level reuses the warm pool.
-            .pool_max_idle_per_host(1024)
-            .build()
-            .map_err(|e| LoadgenError::Client(e.to_string()))?;
+        let http = StreamClient::new(cfg.url.clone(), cfg.api_key.clone())?;
         Ok(Client { http, cfg })
     }
 
@@ -70,65 +62,19 @@ impl Client {
         body
     }
 
-    /// Sends one request and reads its stream to the end. Dropping the future cancels the
-    /// request (the connection closes, which servers take as a client abort).
+    /// Sends one request and reads its stream to the end, timing each chunk. Dropping the
+    /// future cancels the request.
     pub async fn complete(&self, prompt: &str) -> Result<RequestRecord, LoadgenError> {
-        let body = self.body(prompt);
-        // A keep-alive connection the server closed just as it was reused fails before
-        // the request reaches it (seen with llama-server between levels); one retry on a
-        // fresh connection is what every HTTP client does, and the clock restarts with it.
-        let (sent, resp) = match self.send(&body).await {
-            Err(e) if is_stale_connection(&e) => self.send(&body).await?,
-            r => r?,
-        };
-        let status = resp.status();
-        if !status.is_success() {
-            let body = resp.text().await.unwrap_or_default();
-            return Err(LoadgenError::Status {
-                status: status.as_u16(),
-                body: body.trim().chars().take(200).collect(),
-            });
-        }
-        self.read_stream(sent, resp).await
-    }
-
-    async fn send(&self, body: &Value) -> Result<(Instant, reqwest::Response), reqwest::Error> {
-        let mut req = self.http.post(self.cfg.url.clone()).json(body);
-        if let Some(key) = &self.cfg.api_key {
-            req = req.bearer_auth(key);
-        }
-        let sent = Instant::now();
-        Ok((sent, req.send().await?))
-    }
-
-    /// Reads the SSE stream, timing each chunk, until `[DONE]` or the end of the body.
-    async fn read_stream(
-        &self,
-        sent: Instant,
-        resp: reqwest::Response,
-    ) -> Result<RequestRecord, LoadgenError> {
-        let mut timer = RequestTimer::new(sent);
-        let mut decoder = SseDecoder::default();
-        let mut stream = resp.bytes_stream();
+        let mut events = self.http.post(&self.body(prompt)).await?;
+        let mut timer = RequestTimer::new(events.sent());
         let mut done = false;
-        'read: while let Some(bytes) = stream.next().await {
-            let bytes = bytes?;
-            let at = Instant::now();
-            for ev in decoder.push(&bytes) {
-                match ev {
-                    SseEvent::Done => {
-                        done = true;
-                        break 'read;
-                    }
-                    SseEvent::Data(d) => timer.on_chunk(at, &parse_chunk(&d)?),
+        while let Some(ev) = events.next().await {
+            match ev? {
+                (_, SseEvent::Done) => {
+                    done = true;
+                    break;
                 }
-            }
-        }
-        if !done {
-            match decoder.finish() {
-                Some(SseEvent::Done) => done = true,
-                Some(SseEvent::Data(d)) => timer.on_chunk(Instant::now(), &parse_chunk(&d)?),
-                None => {}
+                (at, SseEvent::Data(d)) => timer.on_chunk(at, &parse_chunk(&d)?),
             }
         }
         // A stream cut short (server crash, proxy timeout) must count as a failure, not as a
@@ -138,21 +84,8 @@ impl Client {
                 tokens: timer.tokens_so_far(),
             });
         }
-        timer.finish(Instant::now())
+        timer.finish(std::time::Instant::now())
     }
-}
-
-/// Whether `e` is hyper's "connection closed before message completed" on sending: the
-/// server closed a pooled connection before answering anything.
-fn is_stale_connection(e: &reqwest::Error) -> bool {
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        if let Some(h) = s.downcast_ref::<hyper::Error>() {
-            return h.is_incomplete_message();
-        }
-        source = s.source();
-    }
-    false
 }
 
 #[cfg(test)]

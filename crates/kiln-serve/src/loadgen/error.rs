@@ -14,36 +14,13 @@ pub enum LoadgenError {
     RemoteRefused { host: String },
     #[error("invalid load settings: {0}")]
     InvalidConfig(String),
-    #[error("building the HTTP client: {0}")]
-    Client(String),
-    #[error("request failed: {0}")]
-    Http(String),
-    #[error("HTTP {status}: {body}")]
-    Status { status: u16, body: String },
-    #[error("server sent an error in the stream: {0}")]
-    StreamError(String),
-    #[error("malformed stream chunk ({reason}): {data}")]
-    BadChunk { reason: String, data: String },
+    /// The request or its stream failed (connection, status, an error chunk).
+    #[error(transparent)]
+    Stream(#[from] kiln_lm::endpoint::stream::StreamError),
     #[error("stream ended before [DONE] after {tokens} tokens")]
     Truncated { tokens: u64 },
     #[error("stream produced no tokens")]
     NoTokens,
     #[error("cancelled at the --max-seconds time bound")]
     Cancelled,
-}
-
-impl From<reqwest::Error> for LoadgenError {
-    /// reqwest's own message is only "error sending request for url (...)"; the cause
-    /// ("Connection refused", "connection closed before message completed") is in its
-    /// sources, and it is what a user needs.
-    fn from(e: reqwest::Error) -> Self {
-        let mut msg = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            msg.push_str(": ");
-            msg.push_str(&s.to_string());
-            source = s.source();
-        }
-        LoadgenError::Http(msg)
-    }
 }

@@ -3,8 +3,8 @@
 
 use std::net::IpAddr;
 
-use reqwest::Url;
 use serde::Serialize;
+use url::Url;
 
 use super::LoadgenError;
 

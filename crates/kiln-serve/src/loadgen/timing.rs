@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::sse::Chunk;
 use super::LoadgenError;
+use kiln_lm::endpoint::sse::Chunk;
 
 /// One successful request.
 #[derive(Debug, Clone, PartialEq)]

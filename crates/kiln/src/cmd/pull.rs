@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::Args as ClapArgs;
-use hf_hub::api::sync::ApiBuilder;
+use hf_hub::api::tokio::ApiBuilder;
 use hf_hub::{Repo, RepoType};
 
 /// Download a model from the Hugging Face Hub (REPO or REPO@REVISION) into the Hugging Face
@@ -19,6 +19,14 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the download runtime")?
+        .block_on(pull(a))
+}
+
+async fn pull(a: Args) -> Result<()> {
     let (id, rev) = match a.repo.split_once('@') {
         Some((id, rev)) => (id.to_string(), rev.to_string()),
         None => (a.repo.clone(), "main".to_string()),
@@ -28,27 +36,31 @@ pub fn run(a: Args) -> Result<()> {
         .build()
         .context("setting up the Hugging Face Hub client")?;
     let repo = api.repo(Repo::with_revision(id.clone(), RepoType::Model, rev));
-    let fetch = |f: &str| {
-        repo.get(f)
-            .with_context(|| format!("downloading {f} from {id} (is the Hub reachable?)"))
+    let fetch = |f: String| {
+        let (repo, id) = (&repo, &id);
+        async move {
+            repo.get(&f)
+                .await
+                .with_context(|| format!("downloading {f} from {id} (is the Hub reachable?)"))
+        }
     };
     if let Some(f) = a.file {
-        println!("{}", fetch(&f)?.display());
+        println!("{}", fetch(f).await?.display());
         return Ok(());
     }
-    let config = fetch("config.json")?;
+    let config = fetch("config.json".into()).await?;
     for f in [
         "tokenizer.json",
         "tokenizer_config.json",
         "generation_config.json",
     ] {
-        if let Err(e) = fetch(f) {
+        if let Err(e) = fetch(f.into()).await {
             if f == "tokenizer.json" {
                 return Err(e);
             }
         }
     }
-    match fetch("model.safetensors.index.json") {
+    match fetch("model.safetensors.index.json".into()).await {
         Ok(index) => {
             let text = std::fs::read_to_string(&index)?;
             let json: serde_json::Value = serde_json::from_str(&text)?;
@@ -61,11 +73,11 @@ pub fn run(a: Args) -> Result<()> {
             shards.sort();
             shards.dedup();
             for s in shards {
-                fetch(&s)?;
+                fetch(s).await?;
             }
         }
         Err(_) => {
-            fetch("model.safetensors")?;
+            fetch("model.safetensors".into()).await?;
         }
     }
     let dir = config.parent().context("cache path has no parent")?;

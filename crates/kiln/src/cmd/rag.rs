@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Args as ClapArgs, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use kiln_eval::backend::Backend;
+use kiln_lm::LanguageModel;
 use kiln_rag::index::read_manifest;
 use kiln_rag::loaders::load_paths;
 use kiln_rag::{
@@ -109,7 +109,7 @@ pub struct LlmArgs {
 
 impl LlmArgs {
     /// Starts the language model; `concurrency` is how many requests will be in flight.
-    fn backend(&self, concurrency: usize) -> Result<Box<dyn Backend>> {
+    fn language_model(&self, concurrency: usize) -> Result<Box<dyn LanguageModel>> {
         let model = match (&self.llm, &self.llm_endpoint) {
             (Some(m), _) => m.clone(),
             (None, Some(_)) => bail!("--llm-endpoint needs --llm NAME (the served model)"),
@@ -123,7 +123,7 @@ impl LlmArgs {
                  scripts/fetch-assets.sh, or pass --llm PATH or --llm-endpoint URL)"
             );
         }
-        super::eval::backend(
+        super::eval::language_model(
             &super::eval::BackendArgs {
                 model,
                 adapter: None,
@@ -141,15 +141,15 @@ impl LlmArgs {
 /// A pipeline over `retriever`, with the language model's steps when `llm` is given.
 fn pipeline<'a>(
     retriever: Retriever<'a>,
-    llm: Option<&'a dyn Backend>,
+    llm: Option<&'a dyn LanguageModel>,
     rerank_depth: usize,
 ) -> Pipeline<'a> {
     let mut p = Pipeline::new(retriever);
-    p.llm = llm.map(|b| b.as_gen());
-    if let Some(b) = llm {
+    p.llm = llm;
+    if let Some(lm) = llm {
         for kind in [RerankKind::YesNo, RerankKind::QueryLikelihood] {
             p.rerankers
-                .push((kind, Box::new(LlmReranker::new(b.as_loglik(), kind))));
+                .push((kind, Box::new(LlmReranker::new(lm, kind))));
         }
     }
     p.rerank_depth = rerank_depth;
@@ -377,7 +377,7 @@ fn query(a: QueryArgs) -> Result<()> {
     let mut retriever = Retriever::new(&index, &embedder)?;
     retriever.ann = graph.as_ref();
     let llm = if spec.needs_llm() {
-        Some(a.llm.backend(a.llm.rerank_depth)?)
+        Some(a.llm.language_model(a.llm.rerank_depth)?)
     } else {
         None
     };
@@ -440,12 +440,12 @@ fn ask(a: AskArgs) -> Result<()> {
     let index = RagIndex::open(&a.index)?;
     let embedder = a.embedder.load(&a.index)?;
     let retriever = Retriever::new(&index, &embedder)?;
-    let llm = a.llm.backend(a.llm.rerank_depth)?;
+    let llm = a.llm.language_model(a.llm.rerank_depth)?;
     let pipeline = pipeline(retriever, Some(llm.as_ref()), a.llm.rerank_depth);
     let verifier = Verifier::new(Some(&embedder));
     let answer = kiln_rag::ask::ask(
         &pipeline,
-        llm.as_gen(),
+        &*llm,
         &verifier,
         &a.question,
         spec,
@@ -696,7 +696,7 @@ fn eval(a: EvalArgs) -> Result<()> {
     let mut retriever = Retriever::new(&index, &embedder)?;
     retriever.ann = graph.as_ref();
     let llm = if variants.iter().any(|v| v.spec.needs_llm()) || a.answers > 0 {
-        Some(a.llm.backend(a.llm.rerank_depth)?)
+        Some(a.llm.language_model(a.llm.rerank_depth)?)
     } else {
         None
     };
@@ -735,8 +735,8 @@ fn eval(a: EvalArgs) -> Result<()> {
             )?);
             let report = kiln_rag::answer_eval::evaluate_answers(
                 &pipeline,
-                llm.as_gen(),
-                llm.as_gen(),
+                &**llm,
+                &**llm,
                 &verifier,
                 sample,
                 answer_spec,

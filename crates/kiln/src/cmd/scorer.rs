@@ -4,7 +4,7 @@
 use anyhow::{bail, Result};
 use clap::{Args as ClapArgs, ValueEnum};
 use kiln_eval::judge::{parse_rating, single_prompt, DEFAULT_RUBRIC};
-use kiln_eval::{EndpointBackend, EndpointOptions, GenBackend};
+use kiln_lm::{user, EndpointLm, EndpointOptions, GenParams, TextCompletion};
 use kiln_train::error::TrainError;
 use kiln_train::task::{ContainsAnswer, ExactAnswer, FinalNumber, RegexScorer, Scorer, TaskItem};
 
@@ -59,7 +59,7 @@ impl ScorerArgs {
                     url,
                     &self.judge_model,
                     std::env::var(&self.judge_key_env).ok(),
-                ))
+                )?)
             }
         })
     }
@@ -68,19 +68,19 @@ impl ScorerArgs {
 /// Asks a chat model to rate a response 1-10 (kiln eval's single-answer judge prompt and
 /// rating parser, through its endpoint backend) and scores (rating - 1) / 9.
 pub struct JudgeScorer {
-    backend: EndpointBackend,
+    judge: EndpointLm,
 }
 
 /// Tokens the judge may write: a short explanation, then "Rating: [[n]]".
 const JUDGE_MAX_TOKENS: usize = 256;
 
 impl JudgeScorer {
-    pub fn new(url: &str, model: &str, key: Option<String>) -> Self {
+    pub fn new(url: &str, model: &str, key: Option<String>) -> kiln_lm::Result<Self> {
         let mut opts = EndpointOptions::new(url, model);
         opts.api_key = key;
-        Self {
-            backend: EndpointBackend::new(opts, None),
-        }
+        Ok(Self {
+            judge: EndpointLm::new(opts, None)?,
+        })
     }
 }
 
@@ -97,8 +97,8 @@ impl Scorer for JudgeScorer {
             item.answer.as_deref(),
         );
         let reply = self
-            .backend
-            .chat(&prompt, JUDGE_MAX_TOKENS)
+            .judge
+            .chat_text(&user(&prompt), &GenParams::greedy(JUDGE_MAX_TOKENS))
             .map_err(|e| TrainError::InvalidArgument(format!("judge: {e}")))?;
         let rating = parse_rating(&reply).ok_or_else(|| {
             TrainError::InvalidArgument(format!(
@@ -193,7 +193,7 @@ mod tests {
     #[test]
     fn a_judge_reply_without_a_rating_is_an_error_naming_the_line() {
         let (url, server) = fake_endpoint("I cannot rate this.");
-        let judge = JudgeScorer::new(&url, "m", None);
+        let judge = JudgeScorer::new(&url, "m", None).unwrap();
         let err = judge.score(&item(), "4").unwrap_err().to_string();
         server.join().unwrap();
         assert!(

@@ -1,4 +1,5 @@
-//! Reading an engine request's events to the end, shared by the engine's test files.
+//! The engine under test: a tiny model behind it, and reading a request's events to the
+//! end.
 
 use kiln_engine::{EngineEvent, EngineHandle, EngineRequest, FinishReason, RequestStream};
 
@@ -44,4 +45,18 @@ pub fn prompt_logprobs(stream: &mut RequestStream) -> (Vec<(u32, f32)>, usize) {
             None => panic!("stream ended without Finished"),
         }
     }
+}
+
+/// A directory holding kiln's tiny random Llama (HF layout, ChatML template).
+pub fn tiny_model() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    kiln_model::tiny::write_tiny_llama(dir.path(), &Default::default())
+        .expect("writing the tiny model");
+    dir
+}
+
+/// The model at `dir` behind an engine with the default configuration.
+pub fn start_engine(dir: &std::path::Path, name: &str) -> EngineHandle {
+    let loaded = kiln_model::load(dir, &candle_core::Device::Cpu).expect("loading the tiny model");
+    kiln_engine::start(loaded, name, Default::default()).expect("starting the engine")
 }

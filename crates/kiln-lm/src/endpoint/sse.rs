@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::LoadgenError;
+use super::stream::StreamError;
 
 /// One `data:` payload.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,7 +52,7 @@ fn parse_line(line: &[u8]) -> Option<SseEvent> {
     Some(SseEvent::Data(data.to_string()))
 }
 
-/// What one completion chunk tells the load generator.
+/// What one streamed completion chunk says.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Chunk {
     /// Generated text in this chunk (`choices[0].text`, or `.delta.content` for chat).
@@ -68,15 +68,15 @@ pub struct Chunk {
 /// chat (`delta.content`, or `delta.reasoning_content` from reasoning models), llama-server
 /// (usage and `timings` on the last chunk, with its choice), OpenAI's trailing usage chunk
 /// (`choices: []`), and `{"error": ...}` sent in place of a chunk.
-pub fn parse_chunk(data: &str) -> Result<Chunk, LoadgenError> {
-    let bad = |reason: &str| LoadgenError::BadChunk {
+pub fn parse_chunk(data: &str) -> Result<Chunk, StreamError> {
+    let bad = |reason: &str| StreamError::BadChunk {
         reason: reason.to_string(),
         data: data.chars().take(200).collect(),
     };
     let v: Value = serde_json::from_str(data).map_err(|e| bad(&e.to_string()))?;
     if let Some(err) = v.get("error") {
         let msg = err.get("message").and_then(Value::as_str);
-        return Err(LoadgenError::StreamError(
+        return Err(StreamError::InStream(
             msg.map_or_else(|| err.to_string(), str::to_string),
         ));
     }

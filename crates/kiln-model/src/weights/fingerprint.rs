@@ -1,6 +1,6 @@
-//! What results record as the model: its path and a sha256 of its weights (a GGUF file, or
-//! a Hugging Face directory's safetensors), so two results files say whether they scored
-//! the same model.
+//! A model's identity in results: its path and a sha256 of its weights (a GGUF file, or a
+//! Hugging Face directory's safetensors), so two results files (an evaluation, a RAG
+//! index's embedder) say whether they used the same model.
 
 use std::io::Read;
 use std::path::Path;
@@ -8,7 +8,11 @@ use std::path::Path;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::error::{io_err, Result};
+use crate::error::{ModelError, Result};
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
+    move |e| ModelError::file(path, e)
+}
 
 /// sha256 of the files' bytes, one after another.
 pub fn sha256_files(files: &[std::path::PathBuf]) -> Result<String> {

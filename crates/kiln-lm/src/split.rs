@@ -5,8 +5,8 @@
 
 use kiln_model::Tokenizer;
 
-use crate::error::{EvalError, Result};
-use crate::item::LoglikRequest;
+use crate::error::{LmError, Result};
+use crate::request::LoglikRequest;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenizedRequest {
@@ -28,7 +28,7 @@ pub fn split_request(tokenizer: &Tokenizer, r: &LoglikRequest) -> Result<Tokeniz
         context_len = 1;
     }
     if context_len >= whole.len() {
-        return Err(EvalError::Task(format!(
+        return Err(LmError::Request(format!(
             "continuation {:?} has no tokens of its own after context {:?}",
             r.continuation, r.context
         )));
