@@ -15,6 +15,8 @@ pub enum EvalError {
         line: usize,
         message: String,
     },
+    #[error("{}: no examples (the file is empty or has only blank lines)", .path.display())]
+    EmptyFile { path: PathBuf },
     #[error("unknown task '{name}'; available: {available}")]
     UnknownTask { name: String, available: String },
     #[error("{0}")]

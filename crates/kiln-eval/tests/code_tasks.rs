@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kiln_eval::code_exec::CodeExecutor;
-use kiln_eval::code_item::CodeItem;
-use kiln_eval::sandbox::{Outcome, SandboxLimits, Verdict};
+use kiln_eval::scoring::code_exec::CodeExecutor;
+use kiln_eval::scoring::sandbox::{Outcome, SandboxLimits, Verdict};
+use kiln_eval::tasks::code_item::CodeItem;
 use kiln_eval::{load_task, run_code_task, CodeSampling, RunOptions, Task, TaskItems};
 use kiln_lm::{Completion, FinishReason, GenParams, LanguageModel};
 

@@ -6,8 +6,8 @@
 use std::io::Write;
 use std::path::Path;
 
-use kiln_eval::metrics::score_generation;
-use kiln_eval::olmes::trim_fewshot;
+use kiln_eval::scoring::metrics::score_generation;
+use kiln_eval::tasks::olmes::trim_fewshot;
 use kiln_eval::{load_task, GenItem};
 
 fn write_toy_gsm8k(dir: &Path) {
@@ -44,7 +44,7 @@ fn write_toy_gsm8k(dir: &Path) {
 
 /// The same solution with its final number changed.
 fn wrong(reference: &str) -> String {
-    let n = kiln_eval::answer::last_number(reference).unwrap();
+    let n = kiln_eval::scoring::answer::last_number(reference).unwrap();
     let bad = format!("{}", n.parse::<f64>().unwrap() + 1.0);
     let at = reference.rfind(|c: char| c.is_ascii_digit()).unwrap();
     let start = reference[..=at]

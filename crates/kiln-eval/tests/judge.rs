@@ -3,7 +3,7 @@
 //! agreement with labels is counted.
 
 use kiln_eval::judge::{Preference, DEFAULT_RUBRIC};
-use kiln_eval::judge_run::{read_judge_file, run_judge, JudgeFile, JudgeOptions, Label};
+use kiln_eval::run::judge_run::{read_judge_file, run_judge, JudgeFile, JudgeOptions, Label};
 use kiln_eval::RunOptions;
 use kiln_lm::{Completion, FinishReason, GenParams, LanguageModel};
 use kiln_model::ChatMessage;
@@ -43,8 +43,8 @@ fn judge(
     backend: &dyn LanguageModel,
     dir: &std::path::Path,
 ) -> (
-    kiln_eval::TaskRun<kiln_eval::judge_run::Judgment>,
-    Option<kiln_eval::judge_run::Agreement>,
+    kiln_eval::TaskRun<kiln_eval::run::judge_run::Judgment>,
+    Option<kiln_eval::run::judge_run::Agreement>,
 ) {
     run_judge(
         backend,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use arrow_array::builder::{ListBuilder, StringBuilder};
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
-use kiln_eval::mmlu::read_split;
+use kiln_eval::tasks::mmlu::read_split;
 use kiln_eval::{available_tasks, load_task, EvalError, McItem};
 
 /// Writes rows (question, choices, answer) as a Hugging Face datasets Arrow stream.

@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use kiln_eval::sandbox::{Sandbox, SandboxLimits, Verdict};
+use kiln_eval::scoring::sandbox::{Sandbox, SandboxLimits, Verdict};
 
 fn python() -> Option<&'static str> {
     let ok = std::process::Command::new("python3")
@@ -34,7 +34,12 @@ fn sandbox(timeout_s: u64) -> Sandbox {
 
 /// Runs a Python program in the sandbox with a marker in its command line, so that
 /// surviving processes can be found afterwards.
-fn run_py(sb: &Sandbox, py: &str, code: &str, marker: &str) -> kiln_eval::sandbox::Outcome {
+fn run_py(
+    sb: &Sandbox,
+    py: &str,
+    code: &str,
+    marker: &str,
+) -> kiln_eval::scoring::sandbox::Outcome {
     sb.run(
         &[("main.py", code.as_bytes())],
         py,

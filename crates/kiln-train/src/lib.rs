@@ -28,7 +28,6 @@ pub mod sft_data;
 pub mod shards;
 pub mod study;
 pub mod sweep;
-pub mod task;
 pub mod tokenizer_train;
 pub mod train_config;
 pub mod trainer;

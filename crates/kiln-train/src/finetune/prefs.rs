@@ -8,6 +8,7 @@
 
 use std::path::Path;
 
+use kiln_model::chat::prompt_messages;
 use kiln_model::ChatMessage;
 use serde_json::Value;
 
@@ -38,32 +39,6 @@ fn line_error(path: &Path, line: usize, msg: impl Into<String>) -> TrainError {
         path: path.into(),
         line,
         msg: msg.into(),
-    }
-}
-
-/// The prompt as chat messages: a string is one user turn.
-pub(crate) fn prompt_messages(v: &Value, path: &Path, line: usize) -> Result<Vec<ChatMessage>> {
-    match v {
-        Value::String(s) => Ok(vec![ChatMessage::new("user", s.clone())]),
-        Value::Array(items) => items
-            .iter()
-            .map(|m| {
-                let field = |k: &str| m.get(k).and_then(Value::as_str);
-                match (field("role"), field("content")) {
-                    (Some(r), Some(c)) => Ok(ChatMessage::new(r, c)),
-                    _ => Err(line_error(
-                        path,
-                        line,
-                        "every prompt message needs string \"role\" and \"content\"",
-                    )),
-                }
-            })
-            .collect(),
-        _ => Err(line_error(
-            path,
-            line,
-            "\"prompt\" must be a string or a list of chat messages",
-        )),
     }
 }
 
@@ -99,7 +74,7 @@ pub fn read_pairs(path: &Path) -> Result<Vec<PairRecord>> {
                 "expected an object with \"prompt\", \"chosen\" and \"rejected\"; \"prompt\" is missing",
             )
         })?;
-        let messages = prompt_messages(prompt, path, line)?;
+        let messages = prompt_messages(prompt).map_err(|msg| line_error(path, line, msg))?;
         let partial = match v.get("partial") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,

@@ -8,12 +8,13 @@ use anyhow::{bail, Context, Result};
 use clap::{Args as ClapArgs, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use kiln_engine::EngineConfig;
-use kiln_eval::compare::{compare_runs, Run};
-use kiln_eval::html_report::{html_report, LabelledRun};
+use kiln_eval::report::compare::{compare_runs, Run};
+use kiln_eval::report::html_report::{html_report, LabelledRun};
+use kiln_eval::scoring::code_exec::CodeExecutor;
+use kiln_eval::scoring::sandbox::SandboxLimits;
 use kiln_eval::{
-    code_exec::CodeExecutor, load_task, results_json, run_code_task, run_gen_task,
-    run_rolling_task, run_task, samples_path, sandbox::SandboxLimits, write_results, CodeSampling,
-    RunOptions, TaskItems,
+    load_task, results_json, run_code_task, run_gen_task, run_rolling_task, run_task, samples_path,
+    write_results, CodeSampling, RunOptions, TaskItems,
 };
 use kiln_lm::{EndpointLm, EndpointOptions, EngineLm, LanguageModel};
 use kiln_model::weights::fingerprint::model_fingerprint;
@@ -313,7 +314,7 @@ fn gate(g: GateArgs) -> Result<()> {
     }
     let baseline = Run::open(&g.baseline)?;
     let candidate = Run::open(&g.candidate)?;
-    let failures = kiln_eval::compare::gate(&baseline, &candidate, &g.metric, g.max_drop);
+    let failures = kiln_eval::report::compare::gate(&baseline, &candidate, &g.metric, g.max_drop);
     if failures.is_empty() {
         eprintln!(
             "gate passed: no task's {} dropped more than {} points ({} tasks)",
@@ -421,7 +422,7 @@ fn run_eval(a: RunArgs) -> Result<()> {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        print!("{}", kiln_eval::results::report_markdown(&v));
+        print!("{}", kiln_eval::report::results::report_markdown(&v));
         eprintln!("wrote {}", a.out.join("results.json").display());
     }
     Ok(())

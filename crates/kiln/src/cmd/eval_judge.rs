@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
 use indicatif::{ProgressBar, ProgressStyle};
 use kiln_eval::judge::DEFAULT_RUBRIC;
-use kiln_eval::judge_run::{read_judge_file, run_judge, JudgeMode, JudgeOptions};
+use kiln_eval::run::judge_run::{read_judge_file, run_judge, JudgeMode, JudgeOptions};
 use kiln_eval::RunOptions;
 use serde_json::json;
 

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Args as ClapArgs;
 use indicatif::{ProgressBar, ProgressStyle};
-use kiln_train::task::{
-    build_prefs, cap_repeated_pairs, check_answers, read_task_items, PrefsOptions,
-};
+use kiln_eval::run::{build_prefs, cap_repeated_pairs, PrefsOptions};
+use kiln_eval::scoring::check_answers;
+use kiln_eval::tasks::prompt_items::read_task_items;
 
 use crate::cmd::scorer::ScorerArgs;
 use crate::common::{print_json, ModelArgs, SamplingArgs};

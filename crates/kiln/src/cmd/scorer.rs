@@ -1,12 +1,12 @@
-//! `--scorer` for `kiln data prefs` and `kiln finetune eval`: the checks kiln-train defines,
-//! and an LLM judge behind any OpenAI-compatible endpoint (kiln eval's judge).
+//! `--scorer` for `kiln data prefs` and `kiln finetune eval`: kiln-eval's prompt-task
+//! scorers, the judge behind any OpenAI-compatible endpoint.
 
 use anyhow::{bail, Result};
 use clap::{Args as ClapArgs, ValueEnum};
-use kiln_eval::judge::{parse_rating, single_prompt, DEFAULT_RUBRIC};
-use kiln_lm::{user, EndpointLm, EndpointOptions, GenParams, TextCompletion};
-use kiln_train::error::TrainError;
-use kiln_train::task::{ContainsAnswer, ExactAnswer, FinalNumber, RegexScorer, Scorer, TaskItem};
+use kiln_eval::scoring::{
+    ContainsAnswer, ExactAnswer, FinalNumber, JudgeScorer, RegexScorer, Scorer,
+};
+use kiln_lm::{EndpointLm, EndpointOptions};
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq)]
 pub enum ScorerKind {
@@ -55,7 +55,7 @@ impl ScorerArgs {
                 let Some(url) = &self.judge_url else {
                     bail!("--scorer judge needs --judge-url (an OpenAI-compatible /v1 base URL)");
                 };
-                Box::new(JudgeScorer::new(
+                Box::new(judge_scorer(
                     url,
                     &self.judge_model,
                     std::env::var(&self.judge_key_env).ok(),
@@ -65,57 +65,18 @@ impl ScorerArgs {
     }
 }
 
-/// Asks a chat model to rate a response 1-10 (kiln eval's single-answer judge prompt and
-/// rating parser, through its endpoint backend) and scores (rating - 1) / 9.
-pub struct JudgeScorer {
-    judge: EndpointLm,
-}
-
-/// Tokens the judge may write: a short explanation, then "Rating: [[n]]".
-const JUDGE_MAX_TOKENS: usize = 256;
-
-impl JudgeScorer {
-    pub fn new(url: &str, model: &str, key: Option<String>) -> kiln_lm::Result<Self> {
-        let mut opts = EndpointOptions::new(url, model);
-        opts.api_key = key;
-        Ok(Self {
-            judge: EndpointLm::new(opts, None)?,
-        })
-    }
-}
-
-impl Scorer for JudgeScorer {
-    fn name(&self) -> &str {
-        "judge"
-    }
-    fn score(&self, item: &TaskItem, completion: &str) -> kiln_train::error::Result<f64> {
-        let question: Vec<&str> = item.messages.iter().map(|m| m.content.as_str()).collect();
-        let prompt = single_prompt(
-            DEFAULT_RUBRIC,
-            &question.join("\n"),
-            completion,
-            item.answer.as_deref(),
-        );
-        let reply = self
-            .judge
-            .chat_text(&user(&prompt), &GenParams::greedy(JUDGE_MAX_TOKENS))
-            .map_err(|e| TrainError::InvalidArgument(format!("judge: {e}")))?;
-        let rating = parse_rating(&reply).ok_or_else(|| {
-            TrainError::InvalidArgument(format!(
-                "line {}: the judge replied {reply:?}, not a rating from 1 to 10",
-                item.line
-            ))
-        })?;
-        Ok(f64::from(rating - 1) / 9.0)
-    }
-    fn needs_answer(&self) -> bool {
-        false
-    }
+/// The judge scorer behind an OpenAI-compatible endpoint.
+fn judge_scorer(url: &str, model: &str, key: Option<String>) -> Result<JudgeScorer> {
+    let mut opts = EndpointOptions::new(url, model);
+    opts.api_key = key;
+    Ok(JudgeScorer::new(Box::new(EndpointLm::new(opts, None)?)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kiln_eval::judge::parse_rating;
+    use kiln_eval::tasks::prompt_items::TaskItem;
     use std::io::{BufRead, BufReader, Read, Write};
 
     #[test]
@@ -193,7 +154,7 @@ mod tests {
     #[test]
     fn a_judge_reply_without_a_rating_is_an_error_naming_the_line() {
         let (url, server) = fake_endpoint("I cannot rate this.");
-        let judge = JudgeScorer::new(&url, "m", None).unwrap();
+        let judge = judge_scorer(&url, "m", None).unwrap();
         let err = judge.score(&item(), "4").unwrap_err().to_string();
         server.join().unwrap();
         assert!(

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args as ClapArgs;
 use indicatif::{ProgressBar, ProgressStyle};
-use kiln_train::task::{check_answers, evaluate_task, paired_bootstrap, read_task_items, TaskEval};
+use kiln_eval::run::{evaluate_task, paired_bootstrap, TaskEval};
+use kiln_eval::scoring::check_answers;
+use kiln_eval::tasks::prompt_items::read_task_items;
 
 use crate::cmd::scorer::ScorerArgs;
 use crate::common::{print_json, ModelArgs};

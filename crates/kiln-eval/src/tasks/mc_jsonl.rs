@@ -16,8 +16,8 @@ use rand::SeedableRng;
 use serde::Deserialize;
 
 use crate::error::Result;
-use crate::item::{LoglikRequest, McItem};
-use crate::olmes::{json_lines, line_error};
+use crate::tasks::mc_item::{LoglikRequest, McItem};
+use crate::tasks::olmes::{json_lines, line_error};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -7,8 +7,8 @@ use std::path::Path;
 use serde_json::{json, Map, Value};
 
 use crate::error::Result;
-use crate::html_report::{html_report, LabelledRun};
-use crate::runner::TaskResult;
+use crate::report::html_report::{html_report, LabelledRun};
+use crate::run::runner::TaskResult;
 use kiln_stats::Summary;
 
 pub const RESULTS_FILE: &str = "results.json";

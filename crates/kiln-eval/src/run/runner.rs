@@ -13,15 +13,15 @@ use std::time::Instant;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::code_exec::CodeExecutor;
-use crate::code_item::CodeItem;
-use crate::code_result::CodeResult;
 use crate::error::{io_err, EvalError, Result};
-use crate::gen_item::GenItem;
-use crate::item::McItem;
-use crate::metrics::{score_generation, score_item, GenResult, ItemResult};
-use crate::rolling::{corpus_metrics, score_document, RollingDoc, RollingResult};
-use crate::task::Task;
+use crate::scoring::code_exec::CodeExecutor;
+use crate::scoring::code_result::CodeResult;
+use crate::scoring::metrics::{score_generation, score_item, GenResult, ItemResult};
+use crate::tasks::code_item::CodeItem;
+use crate::tasks::gen_item::GenItem;
+use crate::tasks::mc_item::McItem;
+use crate::tasks::rolling::{corpus_metrics, score_document, RollingDoc, RollingResult};
+use crate::tasks::task::Task;
 use kiln_lm::{GenParams, LanguageModel, TextCompletion};
 use kiln_stats::{summarize, Summary};
 

@@ -6,9 +6,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::code_item::{CodeItem, Language};
 use crate::error::{EvalError, Result};
-use crate::olmes::{json_lines, line_error};
+use crate::tasks::code_item::{CodeItem, Language};
+use crate::tasks::olmes::{json_lines, line_error};
 
 /// The code tasks: name, file under the tasks directory, reader.
 pub const CODE_TASKS: [(&str, &str); 3] = [

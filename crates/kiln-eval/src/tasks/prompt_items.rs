@@ -3,11 +3,11 @@
 
 use std::path::Path;
 
+use kiln_model::chat::prompt_messages;
 use kiln_model::ChatMessage;
 use serde_json::Value;
 
-use crate::error::{Result, TrainError};
-use crate::finetune::prefs::prompt_messages;
+use crate::error::{io_err, EvalError, Result};
 
 #[derive(Debug, Clone)]
 pub struct TaskItem {
@@ -20,17 +20,17 @@ pub struct TaskItem {
 }
 
 pub fn read_task_items(path: &Path) -> Result<Vec<TaskItem>> {
-    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, "read", e))?;
+    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
     let mut out = vec![];
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
         if raw.trim().is_empty() {
             continue;
         }
-        let err = |msg: String| TrainError::DataLine {
+        let err = |message: String| EvalError::Parse {
             path: path.into(),
             line,
-            msg,
+            message,
         };
         let v: Value = serde_json::from_str(raw).map_err(|e| err(format!("not JSON: {e}")))?;
         let prompt = v
@@ -44,13 +44,13 @@ pub fn read_task_items(path: &Path) -> Result<Vec<TaskItem>> {
         };
         out.push(TaskItem {
             line,
-            messages: prompt_messages(prompt, path, line)?,
+            messages: prompt_messages(prompt).map_err(err)?,
             prompt: prompt.clone(),
             answer,
         });
     }
     if out.is_empty() {
-        return Err(TrainError::EmptyDataset { path: path.into() });
+        return Err(EvalError::EmptyFile { path: path.into() });
     }
     Ok(out)
 }

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::code_item::{CodeItem, Language};
 use crate::error::Result;
-use crate::sandbox::{Outcome, Sandbox, SandboxLimits};
+use crate::scoring::sandbox::{Outcome, Sandbox, SandboxLimits};
+use crate::tasks::code_item::{CodeItem, Language};
 
 pub struct CodeExecutor {
     pub python: String,

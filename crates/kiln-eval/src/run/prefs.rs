@@ -6,10 +6,10 @@
 use kiln_model::{sample_completions, LoadedModel, SamplingParams};
 use serde::Serialize;
 
-use super::evaluate::prompt_ids;
-use super::items::TaskItem;
-use super::scorer::Scorer;
+use super::prompt_eval::prompt_ids;
 use crate::error::Result;
+use crate::scoring::Scorer;
+use crate::tasks::prompt_items::TaskItem;
 
 #[derive(Debug, Clone)]
 pub struct PrefsOptions {
@@ -76,8 +76,9 @@ pub fn build_prefs(
         ..PrefsReport::default()
     };
     let (mut score_sum, mut scored) = (0.0, 0usize);
+    let chat = model.chat_prompt()?;
     for (i, item) in items.iter().enumerate() {
-        let ids = prompt_ids(model, item)?;
+        let ids = prompt_ids(model, &chat, item)?;
         // A different stream per prompt, reproducible from the one seed.
         let sampling = SamplingParams {
             seed: opts

@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
-use crate::results::{is_fraction, METRIC_NAMES};
+use crate::report::results::{is_fraction, METRIC_NAMES};
 
 /// One run: its label (a directory name or model) and its results.json.
 pub struct LabelledRun {

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use crate::error::{io_err, EvalError, Result};
-use crate::item::{LoglikRequest, McItem};
+use crate::tasks::mc_item::{LoglikRequest, McItem};
 
 #[derive(Deserialize)]
 struct RequestLine {
@@ -175,7 +175,10 @@ pub fn trim_fewshot(context: &str, k: usize) -> Option<String> {
 /// Reads OLMES generation requests (`generate_until...`): the prompt with `num_fewshot` of
 /// its solved examples, the stop sequences, the gold short answer (`doc.short_answer`, or
 /// the last number of `doc.answer`) and the gold solution as a known-correct response.
-pub fn read_gen_requests(path: &Path, num_fewshot: usize) -> Result<Vec<crate::gen_item::GenItem>> {
+pub fn read_gen_requests(
+    path: &Path,
+    num_fewshot: usize,
+) -> Result<Vec<crate::tasks::gen_item::GenItem>> {
     let parse = line_error(path);
     let mut out = vec![];
     for (i, r) in json_lines::<GenLine>(path, "a request")? {
@@ -195,13 +198,13 @@ pub fn read_gen_requests(path: &Path, num_fewshot: usize) -> Result<Vec<crate::g
             Some(a) => a.to_string(),
             None => r.doc["answer"]
                 .as_str()
-                .and_then(crate::answer::last_number)
+                .and_then(crate::scoring::answer::last_number)
                 .ok_or_else(|| parse(i + 1, "no short_answer or answer in the document".into()))?,
         };
         let max_tokens = r.request.generation_kwargs["max_gen_toks"]
             .as_u64()
             .unwrap_or(256) as usize;
-        out.push(crate::gen_item::GenItem {
+        out.push(crate::tasks::gen_item::GenItem {
             doc_id: r.doc_id,
             native_id: r.native_id,
             prompt,
@@ -210,7 +213,7 @@ pub fn read_gen_requests(path: &Path, num_fewshot: usize) -> Result<Vec<crate::g
             stop: r.request.stop_sequences,
             max_tokens,
             aliases: vec![],
-            scoring: crate::gen_item::Scoring::LastNumber,
+            scoring: crate::tasks::gen_item::Scoring::LastNumber,
         });
     }
     if out.is_empty() {

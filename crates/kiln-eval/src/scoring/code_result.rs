@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::sandbox::Verdict;
+use crate::scoring::sandbox::Verdict;
 
 /// pass@k from `c` passing completions out of `n` (k <= n), computed as the product
 /// 1 - prod_{i=n-c+1}^{n} (1 - k/i), which stays exact where the binomials overflow.

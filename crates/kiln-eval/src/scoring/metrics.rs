@@ -5,10 +5,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::answer::{exact_match, f1, last_number, same_number};
-use crate::gen_item::{GenItem, Scoring};
-use crate::item::McItem;
-use crate::overlap::{bleu, rouge_l};
+use crate::scoring::answer::{exact_match, f1, last_number, same_number};
+use crate::scoring::overlap::{bleu, rouge_l};
+use crate::tasks::gen_item::{GenItem, Scoring};
+use crate::tasks::mc_item::McItem;
 use kiln_lm::LoglikScore;
 
 /// One question's outcome (a line of the per-sample output).

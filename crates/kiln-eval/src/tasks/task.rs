@@ -5,16 +5,16 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::code_item::CodeItem;
-use crate::code_tasks::{read_code_task, CODE_TASKS};
 use crate::error::{EvalError, Result};
-use crate::gen_item::GenItem;
-use crate::gen_jsonl::{first_line, read_gen_lines};
-use crate::item::McItem;
-use crate::jsonl_task::{mc_items, read_mc_lines};
-use crate::mmlu::{mmlu_items, mmlu_subjects, subjects, MMLU_DIR};
-use crate::olmes::{read_gen_requests, read_requests};
-use crate::rolling::{read_documents, RollingDoc};
+use crate::tasks::code_item::CodeItem;
+use crate::tasks::code_tasks::{read_code_task, CODE_TASKS};
+use crate::tasks::gen_item::GenItem;
+use crate::tasks::gen_jsonl::{first_line, read_gen_lines};
+use crate::tasks::mc_item::McItem;
+use crate::tasks::mc_jsonl::{mc_items, read_mc_lines};
+use crate::tasks::mmlu::{mmlu_items, mmlu_subjects, subjects, MMLU_DIR};
+use crate::tasks::olmes::{read_gen_requests, read_requests};
+use crate::tasks::rolling::{read_documents, RollingDoc};
 
 #[derive(Debug, Clone)]
 pub struct Task {

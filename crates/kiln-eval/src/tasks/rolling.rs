@@ -11,8 +11,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::item::{LoglikRequest, McItem};
-use crate::olmes::{json_lines, line_error};
+use crate::tasks::mc_item::{LoglikRequest, McItem};
+use crate::tasks::olmes::{json_lines, line_error};
 use kiln_lm::LanguageModel;
 use kiln_stats::{bootstrap, percentile_interval, Summary};
 

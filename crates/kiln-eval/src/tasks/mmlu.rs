@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use arrow_array::{Array, Int64Array, ListArray, StringArray};
 
 use crate::error::{io_err, EvalError, Result};
-use crate::item::{LoglikRequest, McItem};
+use crate::tasks::mc_item::{LoglikRequest, McItem};
 
 /// Where MMLU lives under the tasks directory.
 pub const MMLU_DIR: &str = "mmlu";

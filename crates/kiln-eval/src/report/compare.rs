@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::{io_err, EvalError, Result};
-use crate::results::{samples_path, METRIC_NAMES, RESULTS_FILE};
+use crate::report::results::{samples_path, METRIC_NAMES, RESULTS_FILE};
 use kiln_stats::paired_difference;
 
 /// A run directory, or its results.json.

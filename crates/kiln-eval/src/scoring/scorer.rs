@@ -1,10 +1,12 @@
-//! Scorers grade one completion of an item in [0, 1]. Exact-answer and format checks live
-//! here; an LLM judge (an HTTP call) is the binary's, behind the same trait.
+//! Scorers grade one completion of a prompt task's item in [0, 1]: exact answers, answers
+//! in a sentence, final numbers, format checks (a regex), and an LLM judge
+//! ([`super::JudgeScorer`]) behind the same trait.
 
 use regex::Regex;
 
-use super::items::TaskItem;
-use crate::error::{Result, TrainError};
+use super::answer::{last_number, same_number};
+use crate::error::{EvalError, Result};
+use crate::tasks::prompt_items::TaskItem;
 
 /// Refuses, before any generation, items without an `answer` when `scorer` needs one and
 /// answers the scorer cannot read, naming the file and line.
@@ -13,10 +15,10 @@ pub fn check_answers(
     items: &[TaskItem],
     path: &std::path::Path,
 ) -> Result<()> {
-    let at = |line, msg| TrainError::DataLine {
+    let at = |line, message| EvalError::Parse {
         path: path.into(),
         line,
-        msg,
+        message,
     };
     for it in items {
         match &it.answer {
@@ -51,7 +53,7 @@ pub trait Scorer {
 
 fn expected<'a>(scorer: &str, item: &'a TaskItem) -> Result<&'a str> {
     item.answer.as_deref().ok_or_else(|| {
-        TrainError::InvalidArgument(format!(
+        EvalError::Task(format!(
             "line {}: the {scorer} scorer needs an \"answer\"",
             item.line
         ))
@@ -103,19 +105,9 @@ impl Scorer for ContainsAnswer {
 }
 
 /// 1 when the last number in the completion equals the last number in the answer
-/// (GSM8K-style: the worked solution ends with the result, "#### 42").
+/// (GSM8K-style: the worked solution ends with the result, "#### 42"), both read as the
+/// generation tasks read them ([`last_number`]: "50 - 10" ends in 10).
 pub struct FinalNumber;
-
-fn last_number(s: &str) -> Option<f64> {
-    // Compiled once: the scorer runs on every sample.
-    static NUMBER: std::sync::LazyLock<Option<Regex>> =
-        std::sync::LazyLock::new(|| Regex::new(r"-?\d[\d,]*(?:\.\d+)?").ok());
-    NUMBER
-        .as_ref()?
-        .find_iter(s)
-        .last()
-        .and_then(|m| m.as_str().replace(',', "").parse().ok())
-}
 
 impl Scorer for FinalNumber {
     fn name(&self) -> &str {
@@ -124,13 +116,13 @@ impl Scorer for FinalNumber {
     fn score(&self, item: &TaskItem, completion: &str) -> Result<f64> {
         let want = expected(self.name(), item)?;
         let want = last_number(want).ok_or_else(|| {
-            TrainError::InvalidArgument(format!(
+            EvalError::Task(format!(
                 "line {}: the answer {want:?} has no number",
                 item.line
             ))
         })?;
         Ok(match last_number(completion) {
-            Some(got) => f64::from(u8::from((got - want).abs() < 1e-9)),
+            Some(got) => f64::from(u8::from(same_number(&got, &want))),
             None => 0.0,
         })
     }
@@ -148,7 +140,7 @@ impl RegexScorer {
     pub fn new(pattern: &str) -> Result<Self> {
         Regex::new(pattern)
             .map(Self::Fixed)
-            .map_err(|e| TrainError::InvalidArgument(format!("--regex {pattern:?}: {e}")))
+            .map_err(|e| EvalError::Task(format!("--regex {pattern:?}: {e}")))
     }
 }
 
@@ -163,7 +155,7 @@ impl Scorer for RegexScorer {
                 let pattern = expected(self.name(), item)?;
                 Regex::new(pattern)
                     .map_err(|e| {
-                        TrainError::InvalidArgument(format!(
+                        EvalError::Task(format!(
                             "line {}: the answer {pattern:?} is not a regular expression: {e}",
                             item.line
                         ))

@@ -1,18 +1,18 @@
-//! Greedy evaluation of a model on task items: each prompt rendered with the model's chat
-//! template, answered greedily, scored; the mean with a 95% interval, and a paired bootstrap
-//! for the difference between two models on the same items.
+//! Greedy evaluation of a model on a prompt task (`kiln finetune eval`): each prompt through
+//! the model's chat prompt, answered greedily, scored; the mean with a 95% interval, and a
+//! paired bootstrap for the difference between two models on the same items.
 
-use kiln_model::{sample_completions, LoadedModel, SamplingParams};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use kiln_model::{sample_completions, ChatPrompt, LoadedModel, SamplingParams};
+use kiln_stats::{paired_difference_with, wilson_interval};
 use serde::{Deserialize, Serialize};
 
-use super::items::TaskItem;
-use super::scorer::Scorer;
-use crate::error::{Result, TrainError};
+use crate::error::{EvalError, Result};
+use crate::scoring::Scorer;
+use crate::tasks::prompt_items::TaskItem;
 
+/// One item's completion and its score (a line of the result file).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ItemResult {
+pub struct ScoredCompletion {
     pub line: usize,
     pub completion: String,
     pub score: f64,
@@ -25,14 +25,16 @@ pub struct TaskEval {
     pub mean: f64,
     /// 95% interval of the mean (Wilson's for 0/1 scores, else normal).
     pub ci95: (f64, f64),
-    pub items: Vec<ItemResult>,
+    pub items: Vec<ScoredCompletion>,
 }
 
 /// The prompt's tokens, through the model's chat prompt.
-pub fn prompt_ids(model: &LoadedModel, item: &TaskItem) -> Result<Vec<u32>> {
-    Ok(model
-        .chat_prompt()?
-        .encode(&model.tokenizer, &item.messages)?)
+pub(crate) fn prompt_ids(
+    model: &LoadedModel,
+    chat: &ChatPrompt,
+    item: &TaskItem,
+) -> Result<Vec<u32>> {
+    Ok(chat.encode(&model.tokenizer, &item.messages)?)
 }
 
 pub fn evaluate_task(
@@ -42,9 +44,10 @@ pub fn evaluate_task(
     max_tokens: usize,
     mut progress: impl FnMut(usize),
 ) -> Result<TaskEval> {
+    let chat = model.chat_prompt()?;
     let mut results = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        let ids = prompt_ids(model, item)?;
+        let ids = prompt_ids(model, &chat, item)?;
         let greedy = SamplingParams::greedy();
         let out = sample_completions(
             &model.model,
@@ -58,7 +61,7 @@ pub fn evaluate_task(
         let tokens = out.into_iter().next().unwrap_or_default();
         let completion = model.tokenizer.decode(&tokens)?;
         let score = scorer.score(item, &completion)?;
-        results.push(ItemResult {
+        results.push(ScoredCompletion {
             line: item.line,
             completion,
             score,
@@ -85,21 +88,9 @@ pub fn evaluate_task(
     })
 }
 
-/// Wilson's 95% score interval for `k` successes in `n` trials.
-pub fn wilson_interval(k: usize, n: usize) -> (f64, f64) {
-    if n == 0 {
-        return (0.0, 1.0);
-    }
-    let (z, n_f) = (1.96f64, n as f64);
-    let p = k as f64 / n_f;
-    let denom = 1.0 + z * z / n_f;
-    let centre = (p + z * z / (2.0 * n_f)) / denom;
-    let half = z * (p * (1.0 - p) / n_f + z * z / (4.0 * n_f * n_f)).sqrt() / denom;
-    ((centre - half).max(0.0), (centre + half).min(1.0))
-}
-
 /// Mean of `b - a` over paired items and its 95% percentile-bootstrap interval
-/// (`resamples` draws of the items with replacement, seeded).
+/// (`resamples` draws of the items with replacement, seeded); the two evaluations must be
+/// over the same items.
 pub fn paired_bootstrap(
     a: &TaskEval,
     b: &TaskEval,
@@ -108,46 +99,21 @@ pub fn paired_bootstrap(
 ) -> Result<(f64, f64, f64)> {
     let lines = |e: &TaskEval| e.items.iter().map(|r| r.line).collect::<Vec<_>>();
     if lines(a) != lines(b) {
-        return Err(TrainError::InvalidArgument(
+        return Err(EvalError::Task(
             "the two evaluations are not over the same items (lines differ)".into(),
         ));
     }
-    let d: Vec<f64> = a
-        .items
-        .iter()
-        .zip(&b.items)
-        .map(|(x, y)| y.score - x.score)
-        .collect();
-    let n = d.len();
-    if n == 0 {
-        return Err(TrainError::InvalidArgument("no items to compare".into()));
+    if a.items.is_empty() {
+        return Err(EvalError::Task("no items to compare".into()));
     }
-    let mean = d.iter().sum::<f64>() / n as f64;
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut means: Vec<f64> = (0..resamples)
-        .map(|_| (0..n).map(|_| d[rng.random_range(0..n)]).sum::<f64>() / n as f64)
-        .collect();
-    means.sort_by(f64::total_cmp);
-    let at = |q: f64| means[((q * (resamples - 1) as f64).round() as usize).min(resamples - 1)];
-    Ok((mean, at(0.025), at(0.975)))
+    let scores = |e: &TaskEval| e.items.iter().map(|r| r.score).collect::<Vec<_>>();
+    let d = paired_difference_with(&scores(a), &scores(b), resamples, seed);
+    Ok((d.mean, d.ci[0], d.ci[1]))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn wilson_matches_the_closed_form_at_known_points() {
-        // 50/100: centre 0.5, half-width 1.96·sqrt(.25/100 + 1.96²/40000)/(1 + 1.96²/100).
-        let (lo, hi) = wilson_interval(50, 100);
-        assert!(
-            (lo - 0.4038).abs() < 1e-3 && (hi - 0.5962).abs() < 1e-3,
-            "{lo} {hi}"
-        );
-        let (lo, hi) = wilson_interval(0, 20);
-        assert_eq!(lo, 0.0);
-        assert!((hi - 0.1611).abs() < 1e-3, "{hi}");
-    }
 
     fn eval(scores: &[f64]) -> TaskEval {
         TaskEval {
@@ -158,7 +124,7 @@ mod tests {
             items: scores
                 .iter()
                 .enumerate()
-                .map(|(i, &score)| ItemResult {
+                .map(|(i, &score)| ScoredCompletion {
                     line: i + 1,
                     completion: String::new(),
                     score,

@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::Result;
-use crate::olmes::{json_lines, line_error};
-use crate::runner::{run_samples, RunOptions, Sample, TaskRun};
-use crate::task::{Task, TaskItems};
+use crate::run::runner::{run_samples, RunOptions, Sample, TaskRun};
+use crate::tasks::olmes::{json_lines, line_error};
+use crate::tasks::task::{Task, TaskItems};
 use kiln_lm::judge::{
     combine, pairwise_prompt, parse_preference, parse_rating, single_prompt, Preference,
 };

@@ -14,8 +14,8 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::error::Result;
-use crate::gen_item::{GenItem, Scoring};
-use crate::olmes::{json_lines, line_error, open_text};
+use crate::tasks::gen_item::{GenItem, Scoring};
+use crate::tasks::olmes::{json_lines, line_error, open_text};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
