@@ -23,8 +23,6 @@ pub enum EvalError {
     Task(String),
     #[error("model: {0}")]
     Model(#[from] kiln_model::ModelError),
-    #[error("engine: {0}")]
-    Engine(#[from] kiln_engine::EngineError),
     /// The language model failed (an endpoint down, a prompt too long for the model).
     #[error(transparent)]
     Lm(#[from] kiln_lm::LmError),

@@ -1,5 +1,7 @@
-//! kiln's model layer: the Llama-family causal LM behind one forward contract, weights from
-//! safetensors or GGUF (quantized kept quantized), tokenizers, chat templates and sampling.
+//! kiln's model layer: the [`CausalLM`] contract and the Llama-family model behind it,
+//! weights from safetensors or GGUF (quantized kept quantized), LoRA adapters in PEFT's
+//! layout, tokenizers, [`ChatPrompt`] (the one way conversations become tokens), sampling,
+//! kiln's CPU kernels, and [`atomic`] file writes for every crate above.
 
 pub mod atomic;
 pub mod causal_lm;

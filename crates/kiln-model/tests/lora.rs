@@ -7,7 +7,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
-use kiln_model::causal_lm::{Batch, CausalLM, ForwardContext, LogitsMode};
 use kiln_model::config::ModelConfig;
 use kiln_model::lora::{LoraAdapter, LoraConfig, LoraModule, LoraSet};
 use kiln_model::tiny::{random_adapter, write_tiny_llama, TinyLlamaSpec};
@@ -32,12 +31,7 @@ fn adapter(base: &ModelConfig, cfg: &LoraConfig, zero_b: bool) -> LoraAdapter {
 fn logits(path: &Path, lora: Option<&LoraAdapter>, tokens: &[u32]) -> Vec<f32> {
     let set = lora.map(|a| Arc::new(LoraSet::from_adapter(a).unwrap()));
     let m = loader::load_with_lora(path, &Device::Cpu, |_| Ok::<_, ModelError>(set)).unwrap();
-    let batch = Batch::from_tokens(tokens, 0, LogitsMode::All, &Device::Cpu).unwrap();
-    let out = m
-        .model
-        .forward(&batch, &mut ForwardContext::default())
-        .unwrap();
-    out.flatten_all().unwrap().to_vec1().unwrap()
+    kiln_testing::reference::logits(&m.model, tokens)
 }
 
 const TOKENS: [u32; 9] = [256, 72, 101, 108, 108, 111, 44, 32, 119];
@@ -51,15 +45,7 @@ fn tiny(dir: &Path) -> ModelConfig {
 fn zero_b_leaves_logits_exactly_as_the_base() {
     let dir = tempfile::tempdir().unwrap();
     let base = tiny(dir.path());
-    let all = [
-        "q_proj",
-        "k_proj",
-        "v_proj",
-        "o_proj",
-        "gate_proj",
-        "up_proj",
-        "down_proj",
-    ];
+    let all = LoraModule::NAMES;
     let ad = adapter(&base, &config(&all, false), true);
     assert_eq!(
         logits(dir.path(), Some(&ad), &TOKENS),

@@ -9,9 +9,9 @@ use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::app::AppState;
 use crate::error::ServeError;
 use crate::openai::error::ApiError;
+use crate::state::AppState;
 
 /// Who a request is, for rate limits: its API key, or `anonymous` without keys.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

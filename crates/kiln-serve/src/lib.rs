@@ -27,9 +27,11 @@ pub mod request_log;
 pub mod routes;
 pub mod server;
 pub mod sse;
+pub mod state;
 
-pub use app::{app, AppState};
+pub use app::app;
 pub use embeddings::EmbeddingModel;
 pub use error::ServeError;
 pub use model_spec::ModelSpec;
 pub use options::{RateLimits, ServeOptions};
+pub use state::AppState;

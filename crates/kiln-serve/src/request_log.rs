@@ -12,9 +12,9 @@ use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::app::AppState;
 use crate::metrics::Metrics;
 use crate::openai::common::random_id;
+use crate::state::AppState;
 
 pub type Record = Arc<RequestRecord>;
 

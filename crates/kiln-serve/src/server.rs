@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use crate::app::{app, AppState};
+use crate::app::app;
 use crate::error::ServeError;
+use crate::state::AppState;
 
 pub async fn bind(host: &str, port: u16) -> Result<TcpListener, ServeError> {
     let addr = format!("{host}:{port}");

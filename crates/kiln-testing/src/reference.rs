@@ -34,3 +34,13 @@ pub fn logprob_from(model: &dyn CausalLM, tokens: &[u32], from: usize) -> f64 {
         })
         .sum()
 }
+
+/// Every position's logits of `tokens`, flattened, through the cache-free (training) path:
+/// what LoRA and merge tests compare between an adapted model and a plain one.
+pub fn logits(model: &dyn CausalLM, tokens: &[u32]) -> Vec<f32> {
+    let batch = Batch::from_tokens(tokens, 0, LogitsMode::All, &Device::Cpu).expect("a batch");
+    let out = model
+        .forward(&batch, &mut ForwardContext::training())
+        .expect("a forward pass");
+    out.flatten_all().and_then(|t| t.to_vec1()).expect("logits")
+}

@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 pub enum TrainError {
     #[error("{}: no such file", .path.display())]
     MissingFile { path: PathBuf },
+    /// A run's prepared data that is not there, and how to make it.
+    #[error("{}: no such file: the training data is not prepared; {how}", .path.display())]
+    MissingData { path: PathBuf, how: String },
     // The io error is in the message rather than exposed as `source`, so that anyhow's
     // `{:#}` chain at the binary does not print it twice.
     #[error("{}: cannot {op}: {err}", .path.display())]

@@ -10,7 +10,7 @@ use candle_core::Device;
 use kiln_model::lora::{load_adapter, LoraSet};
 use kiln_model::tiny::{write_tiny_llama, TinyLlamaSpec};
 use kiln_model::{loader, Batch, CausalLM, ForwardContext, LogitsMode, ModelError};
-use kiln_train::finetune::{finetune_sft, FinetuneConfig, FinetuneOptions};
+use kiln_train::{finetune_dpo, finetune_sft, FinetuneConfig, FinetuneOptions};
 
 /// A task the random model cannot do and a small adapter can learn: answer every question
 /// with the same short reply.
@@ -51,7 +51,7 @@ alpha = 8
 dropout = 0.1
 target_modules = ["q_proj", "v_proj", "down_proj"]
 [train]
-max_steps = {steps}
+steps = {steps}
 batch_size = 4
 grad_accum = 2
 lr = {lr}
@@ -91,7 +91,7 @@ fn loss_falls_and_the_adapter_loads_back() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), 60, 5e-2);
     let run = dir.path().join("run");
-    let report = finetune_sft(&cfg, &opts(&run, false, None), |_| {}).unwrap();
+    let report = finetune_sft(&cfg, &opts(&run, false, None), &Device::Cpu, |_| {}).unwrap();
     let first: f64 = losses(&run)[0].split(' ').nth(1).unwrap().parse().unwrap();
     // The random base's frozen LM head (weights of std 0.02 after a unit-RMS norm) keeps
     // logits within about ±1.5, so even a perfect adapter cannot go far below 4.2 nats
@@ -139,18 +139,18 @@ fn resumed_run_equals_the_uninterrupted_one_and_a_changed_config_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), 8, 5e-3);
     let whole = dir.path().join("whole");
-    finetune_sft(&cfg, &opts(&whole, false, None), |_| {}).unwrap();
+    finetune_sft(&cfg, &opts(&whole, false, None), &Device::Cpu, |_| {}).unwrap();
     let parts = dir.path().join("parts");
-    let half = finetune_sft(&cfg, &opts(&parts, false, Some(4)), |_| {}).unwrap();
+    let half = finetune_sft(&cfg, &opts(&parts, false, Some(4)), &Device::Cpu, |_| {}).unwrap();
     assert_eq!(half.steps, 4);
-    finetune_sft(&cfg, &opts(&parts, true, None), |_| {}).unwrap();
+    finetune_sft(&cfg, &opts(&parts, true, None), &Device::Cpu, |_| {}).unwrap();
     assert_eq!(losses(&whole), losses(&parts));
     let bytes = |run: &Path| std::fs::read(run.join("adapter_model.safetensors")).unwrap();
     assert_eq!(bytes(&whole), bytes(&parts), "adapters differ");
 
     let mut changed = cfg.clone();
     changed.train.lr = 1e-3;
-    let err = finetune_sft(&changed, &opts(&parts, true, None), |_| {})
+    let err = finetune_sft(&changed, &opts(&parts, true, None), &Device::Cpu, |_| {})
         .unwrap_err()
         .to_string();
     assert!(err.contains("[train] lr"), "{err}");
@@ -181,8 +181,7 @@ fn dpo_learns_the_preference_and_resumes_exactly() {
     cfg.data.eval = Some(dir.path().join("prefs_eval.jsonl"));
     cfg.train.grad_accum = 1;
     let whole = dir.path().join("dpo");
-    let report =
-        kiln_train::finetune::finetune_dpo(&cfg, &opts(&whole, false, None), |_| {}).unwrap();
+    let report = finetune_dpo(&cfg, &opts(&whole, false, None), &Device::Cpu, |_| {}).unwrap();
     assert_eq!(report.train_data.examples, 16);
     assert_eq!(
         report.eval_extra["accuracy"], 1.0,
@@ -204,8 +203,8 @@ fn dpo_learns_the_preference_and_resumes_exactly() {
     assert!(whole.join("reference_logps.json").exists());
 
     let parts = dir.path().join("dpo-parts");
-    kiln_train::finetune::finetune_dpo(&cfg, &opts(&parts, false, Some(5)), |_| {}).unwrap();
-    kiln_train::finetune::finetune_dpo(&cfg, &opts(&parts, true, None), |_| {}).unwrap();
+    finetune_dpo(&cfg, &opts(&parts, false, Some(5)), &Device::Cpu, |_| {}).unwrap();
+    finetune_dpo(&cfg, &opts(&parts, true, None), &Device::Cpu, |_| {}).unwrap();
     assert_eq!(losses(&whole), losses(&parts));
 }
 

@@ -5,10 +5,10 @@
 use std::path::Path;
 
 use candle_core::Device;
-use kiln_model::lora::{save_adapter, LoraConfig};
+use kiln_model::loader;
+use kiln_model::lora::{save_adapter, LoraConfig, LoraModule};
 use kiln_model::tiny::{random_adapter, write_tiny_llama, TinyLlamaSpec};
-use kiln_model::{loader, Batch, CausalLM, ForwardContext, LogitsMode};
-use kiln_train::finetune::merge::merge_adapter;
+use kiln_train::merge::merge_adapter;
 
 const TOKENS: [u32; 10] = [1, 72, 101, 108, 108, 111, 44, 32, 119, 111];
 
@@ -23,15 +23,7 @@ fn lora(modules: &[&str], r: usize) -> LoraConfig {
     }
 }
 
-const ALL: [&str; 7] = [
-    "q_proj",
-    "k_proj",
-    "v_proj",
-    "o_proj",
-    "gate_proj",
-    "up_proj",
-    "down_proj",
-];
+const ALL: [&str; 7] = LoraModule::NAMES;
 
 fn logits(model: &Path, adapter: Option<&Path>) -> Vec<f32> {
     let dev = Device::Cpu;
@@ -40,12 +32,7 @@ fn logits(model: &Path, adapter: Option<&Path>) -> Vec<f32> {
         None => loader::load(model, &dev),
     }
     .unwrap();
-    let batch = Batch::from_tokens(&TOKENS, 0, LogitsMode::All, &dev).unwrap();
-    let out = m
-        .model
-        .forward(&batch, &mut ForwardContext::default())
-        .unwrap();
-    out.flatten_all().unwrap().to_vec1().unwrap()
+    kiln_testing::reference::logits(&m.model, &TOKENS)
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {

@@ -6,8 +6,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use kiln_train::encode::{chunkable, encode_text, encode_text_in_chunks};
-use kiln_train::manifest::sha256_hex;
+use kiln_train::data::encode::{chunkable, encode_text, encode_text_in_chunks};
+use kiln_train::data::manifest::sha256_hex;
 use kiln_train::{
     prepare, save_tokenizer, train_on_texts, DataRng, Dtype, Manifest, PrepareOptions, Split,
     TokenDataset, TokenShard, TokenizerSpec, TrainError, ENDOFTEXT,

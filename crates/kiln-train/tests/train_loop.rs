@@ -71,7 +71,10 @@ fn run(cfg: &TrainConfig, out: &Path, resume: bool, stop_at: Option<u64>) -> Vec
         stop: None,
     };
     let mut losses = vec![];
-    train(cfg, &opts, |m| losses.push(m.loss)).unwrap();
+    train(cfg, &opts, &candle_core::Device::Cpu, |m| {
+        losses.push(m.loss)
+    })
+    .unwrap();
     losses
 }
 
@@ -112,7 +115,9 @@ fn resume_refuses_a_checkpoint_of_another_model() {
         stop_at: None,
         stop: None,
     };
-    let err = train(&other, &opts, |_| {}).unwrap_err().to_string();
+    let err = train(&other, &opts, &candle_core::Device::Cpu, |_| {})
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("checkpoint") && err.contains("step-000010"),
         "{err}"
@@ -159,7 +164,10 @@ fn stop_flag_checkpoints_and_resume_continues_the_same_curve() {
         ..Default::default()
     };
     let mut whole = vec![];
-    let report = train(&cfg, &opts, |m| whole.push(m.loss)).unwrap();
+    let report = train(&cfg, &opts, &candle_core::Device::Cpu, |m| {
+        whole.push(m.loss)
+    })
+    .unwrap();
     assert!(!report.interrupted);
     assert_eq!(whole.len(), 20);
     assert!(is_png(&whole_dir.join("loss.png")), "no loss.png");
@@ -173,7 +181,7 @@ fn stop_flag_checkpoints_and_resume_continues_the_same_curve() {
         ..Default::default()
     };
     let mut first = vec![];
-    let report = train(&cfg, &opts, |m| {
+    let report = train(&cfg, &opts, &candle_core::Device::Cpu, |m| {
         first.push(m.loss);
         if m.step == 7 {
             stop.store(true, Ordering::SeqCst);
@@ -196,7 +204,10 @@ fn stop_flag_checkpoints_and_resume_continues_the_same_curve() {
         ..Default::default()
     };
     let mut rest = vec![];
-    let report = train(&cfg, &opts, |m| rest.push(m.loss)).unwrap();
+    let report = train(&cfg, &opts, &candle_core::Device::Cpu, |m| {
+        rest.push(m.loss)
+    })
+    .unwrap();
     assert!(!report.interrupted);
     assert_eq!(report.steps, 20);
     assert_eq!(rest, whole[7..], "resumed losses differ");

@@ -30,9 +30,68 @@ pub struct ModelArgs {
     pub adapter: Option<PathBuf>,
 }
 
+/// The device models load on and train on: the CPU (a CUDA build will choose here).
+pub fn device() -> candle_core::Device {
+    candle_core::Device::Cpu
+}
+
+/// A training run's arguments, the same for `kiln train` and `kiln finetune sft|dpo`.
+#[derive(ClapArgs, Debug)]
+pub struct RunArgs {
+    /// Run directory (default: runs/<config file name>).
+    #[arg(long, short = 'o')]
+    pub out: Option<PathBuf>,
+    /// Continue from the newest checkpoint in the run directory.
+    #[arg(long)]
+    pub resume: bool,
+    /// Train for N steps: the config's whole schedule (warmup, cosine decay, evaluations)
+    /// fitted to N, as everywhere in kiln.
+    #[arg(long, value_name = "N")]
+    pub steps: Option<u64>,
+    /// Stop after step N of the run, with a checkpoint (continue it with --resume).
+    #[arg(long, value_name = "N")]
+    pub stop_after: Option<u64>,
+    /// Print one JSON object with the final figures instead of a progress bar.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl RunArgs {
+    /// --out, or `runs/<config stem><suffix>`.
+    pub fn out_for(&self, config: &Path, suffix: &str) -> PathBuf {
+        self.out.clone().unwrap_or_else(|| {
+            let stem = config.file_stem().unwrap_or_default().to_string_lossy();
+            PathBuf::from("runs").join(format!("{stem}{suffix}"))
+        })
+    }
+
+    /// `settings` fitted to --steps when given.
+    pub fn fit(&self, settings: &mut kiln_train::training::TrainSettings) -> Result<()> {
+        if let Some(n) = self.steps {
+            *settings = settings.fit_to(n).map_err(anyhow::Error::msg)?;
+        }
+        Ok(())
+    }
+
+    /// Steps this invocation will run to (for the progress bar).
+    pub fn last_step(&self, steps: u64) -> u64 {
+        self.stop_after.unwrap_or(steps).min(steps)
+    }
+
+    /// The loop's options, with Ctrl-C wired to checkpoint and stop.
+    pub fn options(&self, out: &Path) -> Result<kiln_train::training::LoopOptions> {
+        Ok(kiln_train::training::LoopOptions {
+            out: out.to_path_buf(),
+            resume: self.resume,
+            stop_at: self.stop_after,
+            stop: Some(crate::cmd::train::stop_flag()?),
+        })
+    }
+}
+
 impl ModelArgs {
     pub fn load(&self) -> Result<LoadedModel> {
-        let dev = candle_core::Device::Cpu;
+        let dev = device();
         match &self.adapter {
             Some(a) => {
                 kiln_model::loader::load_with_adapter(&self.model, &dev, a).with_context(|| {

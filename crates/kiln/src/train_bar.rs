@@ -7,7 +7,7 @@ use kiln_train::{StepMetrics, TrainConfig};
 
 pub struct TrainBar {
     bar: ProgressBar,
-    /// Training FLOPs per token (6·N + attention, see `kiln_train::flops`), for the
+    /// Training FLOPs per token (6·N + attention, see `kiln_train::training::flops`), for the
     /// achieved GFLOP/s figure; none where no such count applies (fine-tuning).
     flops_per_token: Option<f64>,
     /// Whether a step was shown yet: the first one (after a resume, step N of the run)
@@ -20,8 +20,8 @@ impl TrainBar {
     pub fn new(cfg: &TrainConfig, total: u64, hidden: bool) -> Result<Self> {
         // The real vocabulary (from the data's manifest) matters: the LM head is a large
         // share of a small model's multiplies.
-        let model = kiln_train::flops::run_model_config(cfg)?;
-        let flops = kiln_train::flops::flops_per_token(&model);
+        let model = kiln_train::training::flops::run_model_config(cfg)?;
+        let flops = kiln_train::training::flops::flops_per_token(&model);
         Self::with_flops(total, hidden, Some(flops))
     }
 

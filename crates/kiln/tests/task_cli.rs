@@ -157,7 +157,7 @@ fn prefs_pair_a_passing_sample_with_a_failing_one() {
         assert_eq!(p["chosen_score"], 1.0);
     }
     // What it wrote is what `kiln finetune dpo` reads.
-    kiln_train::finetune::prefs::read_pairs(&out).unwrap();
+    kiln_train::data::prefs::read_pairs(&out).unwrap();
 
     let o = run_kiln(
         args.iter()

@@ -484,9 +484,9 @@ fn checkpoint_entries(run: &Path) -> Vec<String> {
     v
 }
 
-/// Names of the checkpoints `kiln_train::checkpoint::list` considers complete.
+/// Names of the checkpoints `kiln_train::training::checkpoint::list` considers complete.
 fn listed(run: &Path) -> Vec<String> {
-    kiln_train::checkpoint::list(run)
+    kiln_train::training::checkpoint::list(run)
         .unwrap()
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
@@ -531,7 +531,7 @@ fn a_corrupt_or_mismatched_checkpoint_says_which() {
     let f = Fixture::new();
     let cfg = f.config("run.toml", |c| c.to_string());
     let good = f.path("good");
-    let out = f.train(&cfg, &good, &["--steps", "4"]);
+    let out = f.train(&cfg, &good, &["--stop-after", "4"]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(listed(&good), ["step-000002", "step-000004"]);
     let resume = |run: &Path| f.train(&cfg, run, &["--resume"]);
@@ -685,7 +685,7 @@ fn a_failed_checkpoint_write_leaves_the_previous_checkpoint_intact() {
     let whole = f.path("whole");
     assert!(f.train(&cfg, &whole, &[]).status.success());
     let run = f.path("run");
-    assert!(f.train(&cfg, &run, &["--steps", "2"]).status.success());
+    assert!(f.train(&cfg, &run, &["--stop-after", "2"]).status.success());
     assert_eq!(listed(&run), ["step-000002"]);
     let ckpt = run.join("checkpoints/step-000002");
     let snapshot = |dir: &Path| -> Vec<Vec<u8>> {
@@ -701,7 +701,7 @@ fn a_failed_checkpoint_write_leaves_the_previous_checkpoint_intact() {
     std::fs::write(&obstacle, "not a checkpoint").unwrap();
     check_error(
         "a file in the new checkpoint's place",
-        &f.train(&cfg, &run, &["--resume", "--steps", "4"]),
+        &f.train(&cfg, &run, &["--resume", "--stop-after", "4"]),
         &[
             "step-000004",
             "not a checkpoint directory",
@@ -717,7 +717,7 @@ fn a_failed_checkpoint_write_leaves_the_previous_checkpoint_intact() {
     // 2. The disk fills up while the new checkpoint is written.
     #[cfg(unix)]
     {
-        let out = train_on_a_full_disk(&cfg, &run, &["--resume", "--steps", "4"]);
+        let out = train_on_a_full_disk(&cfg, &run, &["--resume", "--stop-after", "4"]);
         assert_ne!(out.status.code(), Some(99), "sh has no `ulimit -f`");
         check_error(
             "a full disk while writing a checkpoint",

@@ -70,18 +70,7 @@ fn round_trip_keeps_config_and_every_value() {
         use_rslora: true,
         dropout: 0.1,
         base_model_name_or_path: Some("SmolLM2-135M-Instruct".into()),
-        ..lora_config(
-            4,
-            &[
-                "q_proj",
-                "k_proj",
-                "v_proj",
-                "o_proj",
-                "gate_proj",
-                "up_proj",
-                "down_proj",
-            ],
-        )
+        ..lora_config(4, &LoraModule::NAMES)
     };
     let adapter = random_adapter(&base, config, 1);
     let dir = tempfile::tempdir().unwrap();
@@ -150,15 +139,7 @@ fn interleaved_base_writes_q_k_in_hf_row_order_and_reads_back() {
 #[test]
 fn smollm2_adapter_has_peft_names_shapes_and_f32() {
     let base = smollm2();
-    let all = [
-        "q_proj",
-        "k_proj",
-        "v_proj",
-        "o_proj",
-        "gate_proj",
-        "up_proj",
-        "down_proj",
-    ];
+    let all = LoraModule::NAMES;
     let adapter = random_adapter(&base, lora_config(8, &all), 2);
     let dir = tempfile::tempdir().unwrap();
     save_adapter(dir.path(), &adapter, &base).unwrap();

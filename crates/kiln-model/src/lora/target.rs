@@ -30,6 +30,18 @@ impl LoraModule {
         Self::DownProj,
     ];
 
+    /// Every module's PEFT name, in [`LoraModule::ALL`]'s order (all seven: what
+    /// "target every projection" means).
+    pub const NAMES: [&'static str; 7] = [
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    ];
+
     /// The name PEFT's `target_modules` uses (`q_proj`).
     pub fn name(self) -> &'static str {
         match self {

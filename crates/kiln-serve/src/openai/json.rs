@@ -9,8 +9,8 @@ use axum::http::StatusCode;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
-use crate::app::AppState;
 use crate::openai::error::ApiError;
+use crate::state::AppState;
 
 pub struct OpenAiJson<T>(pub T);
 

@@ -9,7 +9,6 @@ use axum::{Extension, Json};
 use kiln_engine::EngineRequest;
 use kiln_model::{ChatMessage, ModelError};
 
-use crate::app::AppState;
 use crate::auth::ClientId;
 use crate::generation::{collect, finish_reason, submit_all, token_cost, ChoiceResult, Deadline};
 use crate::openai::chat::{
@@ -26,6 +25,7 @@ use crate::registry::ModelEntry;
 use crate::request_log::Record;
 use crate::routes::chat_stream::ChatChunkFormat;
 use crate::sse::{sse_response, StreamPlan};
+use crate::state::AppState;
 
 /// A validated chat request, ready to submit.
 struct ChatPlan {

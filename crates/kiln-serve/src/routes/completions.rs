@@ -9,7 +9,6 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use kiln_engine::EngineRequest;
 
-use crate::app::AppState;
 use crate::auth::ClientId;
 use crate::generation::{collect, finish_reason, submit_all, token_cost, ChoiceResult, Deadline};
 use crate::openai::common::{unix_now, UsageOut};
@@ -24,6 +23,7 @@ use crate::request_log::Record;
 use crate::routes::completions_stream::{CompletionChunkFormat, Echo};
 use crate::routes::legacy_logprobs::LegacyBuilder;
 use crate::sse::{sse_response, StreamPlan};
+use crate::state::AppState;
 
 /// OpenAI's default `max_tokens` for completions.
 const DEFAULT_MAX_TOKENS: usize = 16;

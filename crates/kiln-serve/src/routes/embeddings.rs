@@ -7,12 +7,12 @@ use axum::extract::State;
 use axum::Json;
 use base64::Engine as _;
 
-use crate::app::AppState;
 use crate::openai::embeddings::{
     EmbeddingData, EmbeddingInput, EmbeddingList, EmbeddingRequest, EmbeddingUsage, EmbeddingValue,
 };
 use crate::openai::error::ApiError;
 use crate::openai::json::OpenAiJson;
+use crate::state::AppState;
 
 /// OpenAI's limit on inputs per request.
 pub const MAX_INPUTS: usize = 2048;

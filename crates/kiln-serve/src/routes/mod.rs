@@ -9,3 +9,4 @@ pub mod health;
 mod legacy_logprobs;
 pub mod metrics;
 pub mod models;
+pub mod tokenize;

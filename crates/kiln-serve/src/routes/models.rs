@@ -5,10 +5,10 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::Json;
 
-use crate::app::AppState;
 use crate::openai::common::{ModelCard, ModelList};
 use crate::openai::error::ApiError;
 use crate::registry::ModelEntry;
+use crate::state::AppState;
 
 fn card(e: &ModelEntry) -> ModelCard {
     ModelCard {

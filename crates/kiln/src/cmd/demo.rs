@@ -39,7 +39,7 @@ pub fn run(a: Args) -> Result<()> {
         "wrote a tiny Llama (2 layers, d=64, GQA 4/2 heads, byte-level tokenizer) to {}",
         dir.display()
     );
-    let m = kiln_model::load(&dir, &candle_core::Device::Cpu)?;
+    let m = kiln_model::load(&dir, &crate::common::device())?;
     let chat = m.chat_prompt()?;
     let messages = [kiln_model::ChatMessage::new("user", "Hello, kiln!")];
     let prompt = chat.render(&messages, true)?;

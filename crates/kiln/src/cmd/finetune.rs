@@ -5,11 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args as ClapArgs, Subcommand};
-use kiln_train::finetune::merge::merge_adapter;
-use kiln_train::finetune::{finetune_dpo, finetune_sft, FinetuneConfig, FinetuneOptions};
+use kiln_train::merge::merge_adapter;
+use kiln_train::{finetune_dpo, finetune_sft, FinetuneConfig};
 
-use crate::cmd::train::stop_flag;
-use crate::common::print_json;
+use crate::common::{device, print_json, RunArgs};
 use crate::train_bar::TrainBar;
 
 /// Fine-tune a pretrained model (GGUF, Hugging Face directory or kiln run directory) with
@@ -81,9 +80,13 @@ pub struct DpoArgs {
 ///
 /// The config: [model] path; [data] train, eval (optional), max_len (512), train_on
 /// (assistant|all), bucket_window; [lora] r, alpha, dropout, target_modules (q_proj k_proj
-/// v_proj o_proj gate_proj up_proj down_proj), use_rslora; [train] max_steps, batch_size,
-/// grad_accum, lr, min_lr (lr/10), warmup, weight_decay (0), beta1, beta2, grad_clip,
-/// eval_every, checkpoint_every, keep, seed. Unknown keys are errors.
+/// v_proj o_proj gate_proj up_proj down_proj), use_rslora; [train] the same keys as
+/// `kiln train`'s: steps, batch_size, grad_accum, lr, min_lr (lr/10), warmup, decay_steps,
+/// weight_decay (0), beta1, beta2 (0.999), grad_clip, eval_every (50), checkpoint_every
+/// (50), keep, seed. Unknown keys are errors (old names say the new one).
+///
+/// --steps N trains for N steps with the config's whole schedule fitted to them;
+/// --stop-after N stops at step N with a checkpoint that --resume continues.
 ///
 /// OUT receives adapter_config.json + adapter_model.safetensors in PEFT's layout (loadable
 /// with `kiln generate|chat --adapter OUT` and by PEFT), metrics.jsonl, loss.png,
@@ -94,18 +97,8 @@ pub struct SftArgs {
     /// The run's TOML config.
     #[arg(long, short = 'c')]
     pub config: PathBuf,
-    /// Run directory (default: runs/<config file name>).
-    #[arg(long, short = 'o')]
-    pub out: Option<PathBuf>,
-    /// Continue from the newest checkpoint in the run directory.
-    #[arg(long)]
-    pub resume: bool,
-    /// Stop after this many steps in total (the LR schedule still follows the config).
-    #[arg(long)]
-    pub steps: Option<u64>,
-    /// Print one JSON object with the final figures instead of a progress bar.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -138,30 +131,29 @@ enum Method {
     Dpo,
 }
 
+impl Method {
+    fn name(self) -> &'static str {
+        match self {
+            Method::Sft => "sft",
+            Method::Dpo => "dpo",
+        }
+    }
+}
+
 fn finetune(a: SftArgs, method: Method) -> Result<()> {
-    let cfg = FinetuneConfig::load(&a.config)?;
-    let out = a.out.clone().unwrap_or_else(|| {
-        let stem = a.config.file_stem().unwrap_or_default().to_string_lossy();
-        PathBuf::from("runs").join(stem.as_ref())
-    });
-    let total = a
-        .steps
-        .unwrap_or(cfg.train.max_steps)
-        .min(cfg.train.max_steps);
-    let bar = TrainBar::with_flops(total, a.json, None)?;
-    let opts = FinetuneOptions {
-        out: out.clone(),
-        resume: a.resume,
-        stop_at: a.steps,
-        stop: Some(stop_flag()?),
-    };
+    let (config, run) = (&a.config, &a.run);
+    let mut cfg = FinetuneConfig::load(config)?;
+    run.fit(&mut cfg.train)?;
+    let out = run.out_for(config, "");
+    let bar = TrainBar::with_flops(run.last_step(cfg.train.steps), run.json, None)?;
+    let opts = run.options(&out)?;
     let report = match method {
-        Method::Sft => finetune_sft(&cfg, &opts, |m| bar.step(m)),
-        Method::Dpo => finetune_dpo(&cfg, &opts, |m| bar.step(m)),
+        Method::Sft => finetune_sft(&cfg, &opts, &device(), |m| bar.step(m)),
+        Method::Dpo => finetune_dpo(&cfg, &opts, &device(), |m| bar.step(m)),
     };
     bar.finish();
     let report = report?;
-    if a.json {
+    if run.json {
         return print_json(&report);
     }
     let d = &report.train_data;
@@ -183,10 +175,12 @@ fn finetune(a: SftArgs, method: Method) -> Result<()> {
     if report.interrupted {
         println!(
             "interrupted at step {}; checkpoint written, continue with --resume \
-             (kiln finetune sft --config {} --out {} --resume)",
+             (kiln finetune {} --config {} --out {}{} --resume)",
             report.steps,
-            a.config.display(),
-            out.display()
+            method.name(),
+            config.display(),
+            out.display(),
+            run.steps.map_or(String::new(), |n| format!(" --steps {n}"))
         );
     } else {
         let figures: Vec<String> = report

@@ -6,10 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args as ClapArgs;
 use kiln_model::{GenerateOptions, SamplingParams};
-use kiln_train::manifest::sha256_hex;
+use kiln_train::data::manifest::sha256_hex;
 use kiln_train::{
     Manifest, PrepareOptions, TokenDataset, TokenizerSpec, TrainConfig, TrainOptions,
 };
@@ -52,8 +52,8 @@ pub struct Args {
     /// Output directory: OUT/input.txt, OUT/data (tokenizer and shards), OUT/run (the model).
     #[arg(long, short = 'o', default_value = "runs/quickstart")]
     pub out: PathBuf,
-    /// Train for N steps instead of 2000, with the learning-rate schedule shortened to match
-    /// (quicker, and a worse model).
+    /// Train for N steps instead of 2000, the whole schedule (warmup, cosine decay,
+    /// evaluations) fitted to them, as --steps means everywhere (quicker, and a worse model).
     #[arg(long, value_name = "N")]
     pub steps: Option<u64>,
 }
@@ -79,7 +79,7 @@ pub fn run(a: Args) -> Result<()> {
         .map_err(|msg| anyhow::anyhow!("the built-in shakespeare-char preset: {msg}"))?;
     cfg.data.dir = data.clone();
     if let Some(n) = a.steps {
-        shorten(&mut cfg, n)?;
+        cfg.train = cfg.train.fit_to(n).map_err(anyhow::Error::msg)?;
     }
     let run = out.join("run");
     let params = kiln_model::params::parameter_count(&cfg.model_config(vocab));
@@ -97,7 +97,7 @@ pub fn run(a: Args) -> Result<()> {
         ..Default::default()
     };
     let t_train = Instant::now();
-    let report = kiln_train::train(&cfg, &opts, |m| bar.step(m));
+    let report = kiln_train::train(&cfg, &opts, &crate::common::device(), |m| bar.step(m));
     bar.finish();
     let report = report?;
     if report.interrupted {
@@ -192,25 +192,11 @@ fn prepare_data(out: &Path, input: &Path, data: &Path) -> Result<usize> {
     Ok(vocab)
 }
 
-/// `--steps N`: the whole schedule in N steps (warmup, cosine decay, final evaluation).
-fn shorten(cfg: &mut TrainConfig, n: u64) -> Result<()> {
-    if n == 0 {
-        bail!("--steps must be at least 1");
-    }
-    let t = &mut cfg.train;
-    t.steps = n;
-    t.decay_steps = Some(n);
-    t.warmup = t.warmup.min(n / 10);
-    t.eval_every = t.eval_every.min(n);
-    t.checkpoint_every = t.checkpoint_every.min(n);
-    Ok(())
-}
-
 /// Samples from the trained run through kiln's generation path (the run directory loaded as
 /// `kiln generate` loads it). The model sees 64 characters, so samples longer than that slide
 /// the window along, as nanoGPT's `sample.py` does.
 fn print_samples(run: &Path) -> Result<()> {
-    let m = kiln_model::load(run, &candle_core::Device::Cpu)
+    let m = kiln_model::load(run, &crate::common::device())
         .with_context(|| format!("loading {}", run.display()))?;
     for (i, prompt) in PROMPTS.iter().enumerate() {
         let opts = GenerateOptions {

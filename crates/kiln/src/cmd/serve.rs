@@ -160,7 +160,7 @@ pub fn run(a: Args) -> Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     let mut engines = Vec::with_capacity(specs.len());
     for spec in &specs {
-        let loaded = kiln_model::load(&spec.path, &candle_core::Device::Cpu)
+        let loaded = kiln_model::load(&spec.path, &crate::common::device())
             .with_context(|| format!("loading {}", spec.path.display()))?;
         let engine = kiln_engine::start(loaded, &spec.name, a.engine_config())
             .with_context(|| format!("starting the engine of {}", spec.name))?;

@@ -1,8 +1,9 @@
-//! `kiln tokenize`: print the token ids of a text.
+//! `kiln tokenize`: print the token ids of a text, or of a conversation as the model's chat
+//! prompt makes it.
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
 
 use crate::common::{print_json, read_text, ModelArgs};
@@ -10,7 +11,10 @@ use crate::common::{print_json, read_text, ModelArgs};
 /// Print the token ids of a text with a model's tokenizer.
 ///
 /// Special-token text (e.g. `<|im_start|>`) is parsed as the special token; BOS is added when
-/// the model adds one (like llama.cpp's `llama-tokenize`).
+/// the model adds one (like llama.cpp's `llama-tokenize`). With --chat FILE (a JSON list of
+/// {"role", "content"} messages, or a string: one user message), the ids are the prompt
+/// `kiln chat`, `kiln serve` and kiln's evaluators give the model for that conversation,
+/// through its chat template (ChatML or plain text for a model without one).
 #[derive(ClapArgs, Debug)]
 pub struct Args {
     #[command(flatten)]
@@ -19,8 +23,11 @@ pub struct Args {
     #[arg(long, conflicts_with = "file")]
     pub text: Option<String>,
     /// A UTF-8 file to tokenize.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "chat")]
     pub file: Option<PathBuf>,
+    /// A JSON file of chat messages to tokenize through the model's chat prompt.
+    #[arg(long, conflicts_with_all = ["text", "no_bos", "no_parse_special"])]
+    pub chat: Option<PathBuf>,
     /// Do not add BOS even if the model adds one.
     #[arg(long)]
     pub no_bos: bool,
@@ -33,13 +40,19 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let text = match (&a.text, &a.file) {
-        (Some(t), None) => t.clone(),
-        (None, Some(f)) => read_text(f)?,
-        _ => bail!("give exactly one of --text or --file"),
+    let (tok, template) = kiln_model::load_tokenizer(&a.model.model)?;
+    let ids = match (&a.text, &a.file, &a.chat) {
+        (Some(t), None, None) => tok.encode(t, !a.no_bos, !a.no_parse_special)?,
+        (None, Some(f), None) => tok.encode(&read_text(f)?, !a.no_bos, !a.no_parse_special)?,
+        (None, None, Some(f)) => {
+            let v: serde_json::Value = serde_json::from_str(&read_text(f)?)
+                .with_context(|| format!("{}: not JSON", f.display()))?;
+            let messages = kiln_model::chat::prompt_messages(&v)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+            kiln_model::ChatPrompt::new(template.as_ref(), &tok)?.encode(&tok, &messages)?
+        }
+        _ => bail!("give exactly one of --text, --file or --chat"),
     };
-    let (tok, _) = kiln_model::load_tokenizer(&a.model.model)?;
-    let ids = tok.encode(&text, !a.no_bos, !a.no_parse_special)?;
     if a.json {
         let tokens: Vec<String> = ids
             .iter()

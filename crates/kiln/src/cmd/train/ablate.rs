@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args as ClapArgs;
-use kiln_train::ablate::{run_ablation, Vary};
+use kiln_train::study::ablate::{run_ablation, Vary};
 use kiln_train::TrainConfig;
 
 use super::{study_options, study_progress};
@@ -64,7 +64,7 @@ pub fn run(a: Args) -> Result<()> {
     if a.json {
         return print_json(&report);
     }
-    print!("{}", kiln_train::ablate::markdown(&report));
+    print!("{}", kiln_train::study::ablate::markdown(&report));
     println!(
         "\nwrote {} and {}",
         out.join("ablation.md").display(),

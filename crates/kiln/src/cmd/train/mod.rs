@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Args as ClapArgs, Subcommand};
 use kiln_train::study::Progress;
-use kiln_train::{TrainConfig, TrainOptions};
+use kiln_train::TrainConfig;
 
 pub use interrupt::stop_flag;
 
-use crate::common::print_json;
+use crate::common::{device, print_json, RunArgs};
 use crate::train_bar::TrainBar;
 
 /// Train a GPT from scratch (or continue a run with --resume).
@@ -25,6 +25,10 @@ use crate::train_bar::TrainBar;
 /// [train] (steps, batch_size, grad_accum, lr, min_lr, warmup, decay_steps, weight_decay,
 /// beta1, beta2, grad_clip, eval_every, eval_batches, checkpoint_every, keep, seed). See
 /// presets/ for complete examples.
+///
+/// --steps N trains for N steps with the config's whole schedule fitted to them (warmup,
+/// decay and evaluations scaled, as everywhere in kiln); --stop-after N stops at step N of
+/// the config's run, with a checkpoint that --resume continues.
 ///
 /// OUT receives metrics.jsonl (one line per step), loss.png (the loss curve, redrawn at
 /// every evaluation), checkpoints/step-NNNNNN/ (parameters, optimizer moments, data RNG;
@@ -44,6 +48,11 @@ use crate::train_bar::TrainBar;
 pub struct Args {
     #[command(subcommand)]
     pub command: Option<Sub>,
+    /// The run's TOML config.
+    // An Option only so that `kiln train ablate …` parses without it; clap still requires it
+    // for a plain `kiln train`.
+    #[arg(long, short = 'c', required = true)]
+    pub config: Option<PathBuf>,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -54,32 +63,11 @@ pub enum Sub {
     Sweep(sweep::Args),
 }
 
-#[derive(ClapArgs, Debug)]
-pub struct RunArgs {
-    /// The run's TOML config.
-    // An Option only so that `kiln train ablate …` parses without it; clap still requires it
-    // for a plain `kiln train`.
-    #[arg(long, short = 'c', required = true)]
-    pub config: Option<PathBuf>,
-    /// Run directory (default: runs/<config file name>).
-    #[arg(long, short = 'o')]
-    pub out: Option<PathBuf>,
-    /// Continue from the newest checkpoint in the run directory.
-    #[arg(long)]
-    pub resume: bool,
-    /// Stop after this many steps in total (the LR schedule still follows the config).
-    #[arg(long)]
-    pub steps: Option<u64>,
-    /// Print one JSON object with the final figures instead of a progress bar.
-    #[arg(long)]
-    pub json: bool,
-}
-
 pub fn run(a: Args) -> Result<()> {
     match a.command {
         Some(Sub::Ablate(a)) => ablate::run(a),
         Some(Sub::Sweep(a)) => sweep::run(a),
-        None => train(a.run),
+        None => train(a.config.context("--config is required")?, a.run),
     }
 }
 
@@ -100,22 +88,16 @@ fn study_options(
         out: out.unwrap_or_else(|| default_out(config, suffix)),
         steps,
         stop: Some(stop_flag()?),
+        device: device(),
     })
 }
 
-fn train(a: RunArgs) -> Result<()> {
-    let config = a.config.context("--config is required")?;
-    let cfg = TrainConfig::load(&config)?;
-    let out = a.out.clone().unwrap_or_else(|| default_out(&config, ""));
-    let total = a.steps.unwrap_or(cfg.train.steps).min(cfg.train.steps);
-    let bar = TrainBar::new(&cfg, total, a.json)?;
-    let opts = TrainOptions {
-        out: out.clone(),
-        resume: a.resume,
-        stop_at: a.steps,
-        stop: Some(stop_flag()?),
-    };
-    let report = kiln_train::train(&cfg, &opts, |m| bar.step(m));
+fn train(config: PathBuf, a: RunArgs) -> Result<()> {
+    let mut cfg = TrainConfig::load(&config)?;
+    a.fit(&mut cfg.train)?;
+    let out = a.out_for(&config, "");
+    let bar = TrainBar::new(&cfg, a.last_step(cfg.train.steps), a.json)?;
+    let report = kiln_train::train(&cfg, &a.options(&out)?, &device(), |m| bar.step(m));
     bar.finish();
     let report = report?;
     if a.json {
@@ -123,10 +105,11 @@ fn train(a: RunArgs) -> Result<()> {
     } else if report.interrupted {
         println!(
             "interrupted at step {}; checkpoint written, continue with --resume \
-             (kiln train --config {} --out {} --resume)",
+             (kiln train --config {} --out {}{} --resume)",
             report.steps,
             config.display(),
-            out.display()
+            out.display(),
+            a.steps.map_or(String::new(), |n| format!(" --steps {n}"))
         );
     } else {
         println!(

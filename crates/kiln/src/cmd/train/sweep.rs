@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args as ClapArgs;
-use kiln_train::sweep::{parse_sizes, run_sweep};
+use kiln_train::study::sweep::{parse_sizes, run_sweep};
 use kiln_train::TrainConfig;
 
 use super::{study_options, study_progress};
@@ -57,7 +57,7 @@ pub fn run(a: Args) -> Result<()> {
     if a.json {
         return print_json(&report);
     }
-    print!("{}", kiln_train::sweep::markdown(&report));
+    print!("{}", kiln_train::study::sweep::markdown(&report));
     println!(
         "\nwrote {}, {} and {}",
         out.join("scaling.png").display(),
