@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Offline fusion check on the RAG golden set's dev questions (README, Retrieval): reads an
+"""Offline fusion check on the RAG golden set's dev questions (docs/retrieval.md): reads an
 index's chunk vectors (kiln rag index), embeds the dev queries with sentence-transformers
 (the same model), runs a simple BM25 with the document title counted 0, 1 or 3 extra times
 (BM25F-like), and prints dev nDCG@10 of dense, BM25, RRF and convex fusions; then counts the

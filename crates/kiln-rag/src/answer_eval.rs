@@ -1,5 +1,5 @@
 //! Answer quality on a sample of golden queries: each is answered by `ask`, then an LLM
-//! judge rates (1-10, kiln-eval's MT-Bench-style rating format) its faithfulness to the
+//! judge rates (1-10, kiln-lm's MT-Bench-style rating format) its faithfulness to the
 //! sources and its relevance to the question (RAGAS's two answer metrics, judged by rating
 //! rather than by claim lists). The verifier's share of supported sentences and, where the
 //! golden set has reference answers (BoolQ's yes/no), whether the answer starts with the

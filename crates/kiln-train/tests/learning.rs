@@ -7,7 +7,7 @@ use kiln_model::config::{
 };
 use kiln_model::weights::vars::VarWeights;
 use kiln_model::weights::Weights;
-use kiln_model::{Batch, CausalLM, ForwardContext, Llama, LogitsMode};
+use kiln_model::{Batch, CausalLM, ForwardContext, LogitsMode};
 use kiln_train::{AdamW, AdamWConfig};
 
 fn config(
@@ -54,7 +54,7 @@ fn tokens(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
 }
 
 /// Mean next-token cross-entropy of `seq` rows (b, t + 1) under `model`.
-fn loss(model: &Llama, seq: &[u32], b: usize, t: usize) -> Tensor {
+fn loss(model: &dyn CausalLM, seq: &[u32], b: usize, t: usize) -> Tensor {
     let dev = Device::Cpu;
     let all = Tensor::from_vec(seq.to_vec(), (b, t + 1), &dev).unwrap();
     let inputs = all.narrow(1, 0, t).unwrap();
@@ -72,9 +72,12 @@ fn loss(model: &Llama, seq: &[u32], b: usize, t: usize) -> Tensor {
     candle_nn::loss::cross_entropy(&logits, &targets).unwrap()
 }
 
-fn model(cfg: &ModelConfig, seed: u64) -> (Llama, Vec<kiln_model::weights::vars::Param>) {
+type Model = (Box<dyn CausalLM>, Vec<kiln_model::weights::vars::Param>);
+
+fn model(cfg: &ModelConfig, seed: u64) -> Model {
     let (source, params) = VarWeights::init(cfg, seed, DType::F32, &Device::Cpu).unwrap();
-    (Llama::load(&Weights::new(source), cfg).unwrap(), params)
+    let model = kiln_model::loader::build_model(&Weights::new(source), cfg).unwrap();
+    (model, params)
 }
 
 #[test]

@@ -35,6 +35,12 @@ pub fn device() -> candle_core::Device {
     candle_core::Device::Cpu
 }
 
+/// `runs/<config stem><suffix>`: where a run writes when no --out is given.
+pub fn default_out(config: &Path, suffix: &str) -> PathBuf {
+    let stem = config.file_stem().unwrap_or_default().to_string_lossy();
+    PathBuf::from("runs").join(format!("{stem}{suffix}"))
+}
+
 /// A training run's arguments, the same for `kiln train` and `kiln finetune sft|dpo`.
 #[derive(ClapArgs, Debug)]
 pub struct RunArgs {
@@ -59,10 +65,9 @@ pub struct RunArgs {
 impl RunArgs {
     /// --out, or `runs/<config stem><suffix>`.
     pub fn out_for(&self, config: &Path, suffix: &str) -> PathBuf {
-        self.out.clone().unwrap_or_else(|| {
-            let stem = config.file_stem().unwrap_or_default().to_string_lossy();
-            PathBuf::from("runs").join(format!("{stem}{suffix}"))
-        })
+        self.out
+            .clone()
+            .unwrap_or_else(|| default_out(config, suffix))
     }
 
     /// `settings` fitted to --steps when given.

@@ -61,10 +61,6 @@ impl StreamClient {
         Ok(Self { http, url, api_key })
     }
 
-    pub fn url(&self) -> &reqwest::Url {
-        &self.url
-    }
-
     /// POSTs `body` and returns its events as they come. Dropping the stream cancels the
     /// request (the connection closes, which servers take as a client abort).
     pub async fn post(&self, body: &Value) -> Result<EventStream, StreamError> {

@@ -2,7 +2,8 @@
 //! model's own template is used as is; a model without one gets the one documented
 //! fallback: ChatML when its tokenizer has ChatML's marker tokens (SmolLM2, Qwen2 and kiln's
 //! tiny test model have them), and otherwise (a base model, such as a `kiln train` run) the
-//! messages as plain text, one per line, which callers that need a chat model refuse.
+//! messages as plain text, one per line, for the model to continue (`kiln chat` does;
+//! `kiln serve`'s chat route refuses such a model, as OpenAI's API expects a chat model).
 //!
 //! Token ids: the rendered text is tokenized with its special-token text read as tokens
 //! (`<|im_start|>` is one id), and BOS is put in front where the model wants one and the

@@ -2,7 +2,23 @@
 //! is wrong`, with a user's vocabulary (a number, a whole number) rather than Rust's type
 //! names, and old key names answered with their new ones.
 
-use super::settings::RENAMED_KEYS;
+use serde::de::DeserializeOwned;
+
+use super::settings::{StageDefaults, TrainSection, TrainSettings, RENAMED_KEYS};
+
+/// A config file's text as `R`, and its `[train]` section (found by `train`) with `stage`'s
+/// defaults; every error in the words of the file.
+pub fn parse_config<R: DeserializeOwned>(
+    text: &str,
+    stage: &StageDefaults,
+    train: impl FnOnce(&R) -> &TrainSection,
+) -> Result<(R, TrainSettings), String> {
+    let raw: R = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
+    let settings = train(&raw)
+        .resolve(stage)
+        .map_err(|m| at_section(text, "train", m))?;
+    Ok((raw, settings))
+}
 
 /// `line N, key `k` in [table]: what is wrong`, in words a user of the config knows (a number,
 /// a whole number) rather than Rust's type names.

@@ -52,7 +52,7 @@ pub fn flops_per_token(cfg: &ModelConfig) -> f64 {
 
 /// The model a run config builds, with the vocabulary of its prepared data directory.
 pub fn run_model_config(cfg: &TrainConfig) -> Result<ModelConfig> {
-    let manifest = Manifest::load(&cfg.data.dir)?;
+    let manifest = Manifest::load(&cfg.data.dir).map_err(|e| cfg.missing_data(e))?;
     Ok(cfg.model_config(manifest.vocab_size as usize))
 }
 

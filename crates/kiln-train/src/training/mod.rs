@@ -22,5 +22,5 @@ pub mod settings;
 
 pub use metrics::StepMetrics;
 pub use objective::{Evaluation, MicroBatch, MicroStep, Objective, Position, Trainable};
-pub use run::{run_loop, LoopOptions, LoopReport, LoopRun};
+pub use run::{run_loop, LoopOptions, LoopReport, LoopRun, RunConfig};
 pub use settings::{TrainSettings, FINE_TUNING, PRETRAINING};

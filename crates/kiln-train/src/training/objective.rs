@@ -56,6 +56,26 @@ pub struct Position {
     pub data: serde_json::Value,
 }
 
+impl Position {
+    /// The position of an objective whose sampler keeps its own shuffle state: the seed's
+    /// RNG state recorded as is, the sampler's place as data.
+    pub fn of_sampler(seed: u64, place: &impl serde::Serialize) -> Self {
+        Self {
+            rng: crate::data::rng::DataRng::seed_from_u64(seed).state(),
+            data: serde_json::to_value(place).unwrap_or_default(),
+        }
+    }
+
+    /// The sampler's place this position records.
+    pub fn sampler_place<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_value(self.data.clone()).map_err(|e| {
+            crate::error::TrainError::InvalidArgument(format!(
+                "the checkpoint's data position: {e}"
+            ))
+        })
+    }
+}
+
 pub trait Objective {
     /// Called once the run directory exists, before the first step.
     fn on_start(&mut self, run: &Path) -> Result<()> {

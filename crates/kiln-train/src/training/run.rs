@@ -1,8 +1,8 @@
 //! The one training loop. Every run, pretraining, SFT and DPO alike, is this loop over an
 //! [`Objective`] and a [`Trainable`]: lr → micro-steps (gradients summed) → clip → AdamW
 //! step → log → evaluate → checkpoint → stop. Checkpoints are atomic and carry the data
-//! position (and, for fine-tuning, the run's config, so a resume under another config is
-//! refused by name); a resumed run continues the uninterrupted one bit for bit.
+//! position and the run's config, so a resume under another config is refused by name; a
+//! resumed run continues the uninterrupted one bit for bit.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -38,11 +38,18 @@ pub struct LoopOptions {
 pub struct LoopRun<'a> {
     pub settings: &'a TrainSettings,
     pub options: &'a LoopOptions,
-    /// The run's config, saved in every checkpoint and compared on resume; `None` saves
-    /// none (pretraining checks the model's configuration only).
-    pub config: Option<Value>,
+    /// The run's config, saved in every checkpoint and compared on resume.
+    pub config: RunConfig,
     /// The loss plot's title.
     pub title: &'a str,
+}
+
+/// The run's config as checkpoints record it, and how to read an older kiln's.
+pub struct RunConfig {
+    pub now: Value,
+    /// A saved config in today's form (renamed keys, defaults made explicit); `None` when
+    /// there is nothing to compare (a checkpoint from before configs were saved).
+    pub upgrade: fn(&Value) -> Option<Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -72,9 +79,20 @@ pub fn run_loop(
     mut on_step: impl FnMut(&StepMetrics),
 ) -> Result<LoopReport> {
     let (t, dir) = (run.settings, &run.options.out);
+    if t.grad_accum == 0 {
+        return Err(TrainError::InvalidArgument(
+            "[train] grad_accum must be >= 1".into(),
+        ));
+    }
     let (mut opt, start) = start(run, trained, objective)?;
     let mut log = MetricsLog::open(dir, start, run.title)?;
     let end = run.options.stop_at.unwrap_or(t.steps).min(t.steps);
+    if end < start {
+        return Err(TrainError::InvalidArgument(format!(
+            "the newest checkpoint is at step {start}, past step {end} where this run stops \
+             (check --steps and --stop-after)"
+        )));
+    }
     let vars: Vec<Var> = trained.params().iter().map(|p| p.var.clone()).collect();
     let sched = t.schedule();
     let mut report = LoopReport {
@@ -228,13 +246,10 @@ fn resume(
         trained.params(),
         opt,
     )?;
-    let data = match &run.config {
-        Some(config) => {
-            check_config(&dir, config, &state.extra["config"])?;
-            state.extra["data"].clone()
-        }
-        None => state.extra.clone(),
-    };
+    if let Some(saved) = (run.config.upgrade)(&state.extra["config"]) {
+        check_config(&dir, &run.config.now, &saved)?;
+    }
+    let data = state.extra["data"].clone();
     objective.restore(&Position {
         rng: state.rng,
         data,
@@ -307,10 +322,7 @@ fn save_checkpoint(
     done: u64,
 ) -> Result<()> {
     let Position { rng, data } = objective.position();
-    let extra = match &run.config {
-        Some(config) => serde_json::json!({"config": config, "data": data}),
-        None => data,
-    };
+    let extra = serde_json::json!({"config": run.config.now, "data": data});
     let state = CheckpointState {
         step: done,
         rng,

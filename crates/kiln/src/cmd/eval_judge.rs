@@ -113,8 +113,10 @@ pub fn run(a: JudgeArgs) -> Result<()> {
         "kiln_version": env!("CARGO_PKG_VERSION"),
     });
     let path = a.out.join("judge.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&summary)?)
-        .with_context(|| format!("{}: cannot write", path.display()))?;
+    kiln_model::atomic::write_bytes_atomic(
+        &path,
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
         return Ok(());

@@ -786,8 +786,7 @@ fn eval(a: EvalArgs) -> Result<()> {
     if let Some(out) = &a.out {
         let v = json!({"index": a.index, "golden": a.golden, "k": a.k, "variants": results,
                        "answers": answers});
-        std::fs::write(out, serde_json::to_string_pretty(&v)?)
-            .with_context(|| out.display().to_string())?;
+        kiln_model::atomic::write_bytes_atomic(out, serde_json::to_string_pretty(&v)?.as_bytes())?;
     }
     Ok(())
 }

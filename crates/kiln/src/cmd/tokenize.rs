@@ -40,6 +40,14 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    if [a.text.is_some(), a.file.is_some(), a.chat.is_some()]
+        .iter()
+        .filter(|&&x| x)
+        .count()
+        != 1
+    {
+        bail!("give exactly one of --text, --file or --chat");
+    }
     let (tok, template) = kiln_model::load_tokenizer(&a.model.model)?;
     let ids = match (&a.text, &a.file, &a.chat) {
         (Some(t), None, None) => tok.encode(t, !a.no_bos, !a.no_parse_special)?,

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::dpo_loss::DpoSettings;
 use crate::data::sft::TrainOn;
 use crate::error::{Result, TrainError};
-use crate::training::config_error::{at_section, toml_error};
+use crate::training::config_error::parse_config;
 use crate::training::settings::{TrainSection, TrainSettings, FINE_TUNING};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -123,11 +123,7 @@ impl FinetuneConfig {
 
     /// Parses TOML text; the error is one line with the position and the offending key.
     pub fn parse(text: &str) -> std::result::Result<Self, String> {
-        let raw: RawFinetuneConfig = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
-        let train = raw
-            .train
-            .resolve(&FINE_TUNING)
-            .map_err(|m| at_section(text, "train", m))?;
+        let (raw, train) = parse_config::<RawFinetuneConfig>(text, &FINE_TUNING, |r| &r.train)?;
         let cfg = Self {
             model: raw.model,
             data: raw.data,
@@ -196,6 +192,24 @@ impl FinetuneConfig {
     }
 }
 
+/// A fine-tuning checkpoint's config in today's form: older kilns wrote `[train] max_steps`
+/// and left a default `min_lr` out (null); both read as they mean now.
+pub fn upgrade_saved(saved: &serde_json::Value) -> Option<serde_json::Value> {
+    let mut v = saved.clone();
+    if let Some(train) = v.get_mut("train").and_then(|t| t.as_object_mut()) {
+        for (old, new) in crate::training::settings::RENAMED_KEYS {
+            if let Some(x) = train.remove(old) {
+                train.entry(new).or_insert(x);
+            }
+        }
+        if train.get("min_lr").is_some_and(|m| m.is_null()) {
+            let divisor = crate::training::settings::FINE_TUNING.min_lr_divisor;
+            train.insert("min_lr".into(), serde_json::json!({ "lr_over": divisor }));
+        }
+    }
+    Some(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,6 +275,20 @@ lr = 2e-4
         );
         let e = FinetuneConfig::parse(&format!("{GOOD}[dpo]\nrpo_alpha = -1\n")).unwrap_err();
         assert!(e.contains("rpo_alpha"), "{e}");
+    }
+
+    /// A checkpoint of an older kiln (`max_steps`, a default `min_lr` left null) reads as the
+    /// same config today, so such runs still resume.
+    #[test]
+    fn an_older_checkpoints_config_reads_as_todays() {
+        let now = serde_json::to_value(FinetuneConfig::parse(GOOD).unwrap()).unwrap();
+        let mut old = now.clone();
+        let train = old["train"].as_object_mut().unwrap();
+        let steps = train.remove("steps").unwrap();
+        train.insert("max_steps".into(), steps);
+        train.insert("min_lr".into(), serde_json::Value::Null);
+        assert_ne!(old, now);
+        assert_eq!(upgrade_saved(&old), Some(now));
     }
 
     #[test]

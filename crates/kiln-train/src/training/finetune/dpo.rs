@@ -19,7 +19,6 @@ use super::sft::pad_id;
 use super::{run_finetune, write_data_report, FinetuneOptions, FinetuneReport};
 use crate::data::pair_sampler::{PairPosition, PairSampler};
 use crate::data::prefs::{prepare_pairs, read_pairs, TokenizedPair};
-use crate::data::rng::DataRng;
 use crate::data::sft::{DataReport, SftBatch, SftTokenizer, TokenizedExample};
 use crate::error::{Result, TrainError};
 use crate::training::metrics::StepMetrics;
@@ -178,18 +177,12 @@ impl Objective for Dpo {
     }
 
     fn position(&self) -> Position {
-        Position {
-            // The sampler keeps its own shuffle state; the seed's state is recorded as is.
-            rng: DataRng::seed_from_u64(self.seed).state(),
-            data: serde_json::to_value(self.sampler.position()).unwrap_or_default(),
-        }
+        Position::of_sampler(self.seed, &self.sampler.position())
     }
 
     fn restore(&mut self, position: &Position) -> Result<()> {
-        let pos: PairPosition = serde_json::from_value(position.data.clone()).map_err(|e| {
-            TrainError::InvalidArgument(format!("the checkpoint's data position: {e}"))
-        })?;
-        self.sampler.restore(&pos)
+        self.sampler
+            .restore(&position.sampler_place::<PairPosition>()?)
     }
 }
 

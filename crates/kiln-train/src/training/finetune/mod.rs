@@ -22,7 +22,7 @@ pub use sft::finetune_sft;
 
 use super::metrics::StepMetrics;
 use super::objective::Objective;
-use super::run::{run_loop, LoopOptions, LoopRun};
+use super::run::{run_loop, LoopOptions, LoopRun, RunConfig};
 use crate::data::sft::DataReport;
 use crate::error::{Result, TrainError};
 use adapted::AdaptedModel;
@@ -57,7 +57,10 @@ fn run_finetune(
     let run = LoopRun {
         settings: &cfg.train,
         options: opts,
-        config: Some(config),
+        config: RunConfig {
+            now: config,
+            upgrade: config::upgrade_saved,
+        },
         title: "Fine-tuning loss",
     };
     let r = run_loop(&run, adapted, objective, on_step)?;

@@ -13,7 +13,6 @@ use super::adapted::load_adapted;
 use super::config::FinetuneConfig;
 use super::loss::{sft_loss, sft_loss_and_grads};
 use super::{run_finetune, write_data_report, FinetuneOptions, FinetuneReport};
-use crate::data::rng::DataRng;
 use crate::data::sft::{
     eval_batches, prepare_examples, read_sft_jsonl, Batching, DataPosition, DataReport,
     SamplerConfig, SftBatch, SftSampler, SftTokenizer, TokenizedExample,
@@ -100,18 +99,12 @@ impl Objective for Sft {
     }
 
     fn position(&self) -> Position {
-        Position {
-            // The sampler keeps its own shuffle state; the seed's state is recorded as is.
-            rng: DataRng::seed_from_u64(self.seed).state(),
-            data: serde_json::to_value(self.sampler.position()).unwrap_or_default(),
-        }
+        Position::of_sampler(self.seed, &self.sampler.position())
     }
 
     fn restore(&mut self, position: &Position) -> Result<()> {
-        let pos: DataPosition = serde_json::from_value(position.data.clone()).map_err(|e| {
-            TrainError::InvalidArgument(format!("the checkpoint's data position: {e}"))
-        })?;
-        self.sampler.restore(&pos)
+        self.sampler
+            .restore(&position.sampler_place::<DataPosition>()?)
     }
 }
 

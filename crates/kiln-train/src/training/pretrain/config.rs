@@ -10,7 +10,7 @@ use kiln_model::config::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
-use crate::training::config_error::{at_section, toml_error};
+use crate::training::config_error::parse_config;
 use crate::training::settings::{TrainSection, TrainSettings, PRETRAINING};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -89,11 +89,7 @@ impl TrainConfig {
 
     /// Parses TOML text; the error is one line with the position and the offending key.
     pub fn parse(text: &str) -> std::result::Result<Self, String> {
-        let raw: RawTrainConfig = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
-        let train = raw
-            .train
-            .resolve(&PRETRAINING)
-            .map_err(|m| at_section(text, "train", m))?;
+        let (raw, train) = parse_config::<RawTrainConfig>(text, &PRETRAINING, |r| &r.train)?;
         let cfg = Self {
             model: raw.model,
             data: raw.data,
@@ -115,7 +111,7 @@ impl TrainConfig {
                 self.data.dir.display()
             ),
             cmds => format!(
-                "the config's header prepares it with: {}",
+                "the config's header gives the commands that make it: {}",
                 cmds.join(" && ")
             ),
         };
@@ -249,5 +245,29 @@ min_lr = 1e-4
         assert!(e.starts_with("line 1:"), "{e}");
         let e = TrainConfig::parse(&GOOD.replace("n_head = 2", "n_head = 3")).unwrap_err();
         assert!(e.contains("n_head"), "{e}");
+    }
+
+    #[test]
+    fn missing_data_names_the_commands_that_make_it() {
+        let header = "# Data, from the repository root:\n#   kiln tokenizer train --kind char --out t.json\n#   kiln data prepare -t t.json -o data\n# then: kiln train --config this.toml\n";
+        let c = TrainConfig::parse(&format!("{header}{GOOD}")).unwrap();
+        let missing = TrainError::MissingFile {
+            path: "data/manifest.json".into(),
+        };
+        let e = c.missing_data(missing).to_string();
+        assert!(e.starts_with("data/manifest.json: no such file"), "{e}");
+        assert!(
+            e.contains("kiln tokenizer train --kind char --out t.json && kiln data prepare -t t.json -o data"),
+            "{e}"
+        );
+        assert!(!e.contains("then:"), "{e}");
+        let bare = TrainConfig::parse(GOOD).unwrap();
+        let missing = TrainError::MissingFile {
+            path: "data/manifest.json".into(),
+        };
+        assert!(bare
+            .missing_data(missing)
+            .to_string()
+            .contains("kiln data prepare"));
     }
 }

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::metrics::StepMetrics;
 use super::objective::{Evaluation, MicroBatch, MicroStep, Objective, Position, Trainable};
-use super::run::{run_loop, LoopOptions, LoopRun};
+use super::run::{run_loop, LoopOptions, LoopRun, RunConfig};
 use crate::data::loader::{Batch, TokenDataset, TokenShard};
 use crate::data::rng::DataRng;
 use crate::error::Result;
@@ -177,7 +177,12 @@ pub fn train(
     let run = LoopRun {
         settings: t,
         options: opts,
-        config: None,
+        // The optimisation only: the model's own configuration is checked by the checkpoint,
+        // and the data directory may move.
+        config: RunConfig {
+            now: serde_json::json!({ "train": t }),
+            upgrade: |saved| (!saved.is_null()).then(|| saved.clone()),
+        },
         title: "Training loss",
     };
     let r = run_loop(&run, &trained, &mut objective, on_step)?;

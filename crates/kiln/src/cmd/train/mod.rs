@@ -71,12 +71,6 @@ pub fn run(a: Args) -> Result<()> {
     }
 }
 
-/// `runs/<config stem><suffix>` when no --out is given.
-fn default_out(config: &Path, suffix: &str) -> PathBuf {
-    let stem = config.file_stem().unwrap_or_default().to_string_lossy();
-    PathBuf::from("runs").join(format!("{stem}{suffix}"))
-}
-
 /// Where a study (ablate, sweep) writes, with Ctrl-C wired to stop it cleanly.
 fn study_options(
     config: &Path,
@@ -85,7 +79,7 @@ fn study_options(
     steps: Option<u64>,
 ) -> Result<kiln_train::study::StudyOptions> {
     Ok(kiln_train::study::StudyOptions {
-        out: out.unwrap_or_else(|| default_out(config, suffix)),
+        out: out.unwrap_or_else(|| crate::common::default_out(config, suffix)),
         steps,
         stop: Some(stop_flag()?),
         device: device(),
