@@ -15,8 +15,10 @@ use clap::{Parser, Subcommand};
     name = "kiln",
     version,
     about = "Train, fine-tune, evaluate, serve and run LLMs from one binary",
-    long_about = "kiln runs Llama-family models (Llama 2/3, SmolLM2, Qwen2, Mistral) from a GGUF file \
-or a Hugging Face directory on the CPU, and trains them from scratch.\n\nExamples:\n  kiln quickstart   (train a small GPT on Shakespeare and sample from it; no download)\n  kiln generate --model SmolLM2-135M-Instruct.Q4_1.gguf --prompt \"Once upon a time\"\n  kiln chat --model SmolLM2-135M-Instruct.Q4_1.gguf --prompt \"What is the capital of France?\""
+    long_about = "kiln is the LLM engineering loop in one binary: it trains GPTs from scratch, \
+fine-tunes (LoRA, QLoRA, DPO), evaluates, serves an OpenAI-compatible API and retrieves over \
+documents, for Llama-family models (Llama 2/3, SmolLM2, Qwen2, Mistral) from a GGUF file or a \
+Hugging Face directory, on the CPU.\n\nExamples:\n  kiln quickstart   (train a small GPT on Shakespeare and sample from it; no download)\n  kiln generate --model SmolLM2-135M-Instruct.Q4_1.gguf --prompt \"Once upon a time\"\n  kiln chat --model SmolLM2-135M-Instruct.Q4_1.gguf --prompt \"What is the capital of France?\""
 )]
 struct Cli {
     /// Worker threads for matrix kernels (default: all cores).

@@ -6,6 +6,19 @@ use serde::de::DeserializeOwned;
 
 use super::settings::{StageDefaults, TrainSection, TrainSettings, RENAMED_KEYS};
 
+/// Reads the config file at `path` with `parse`; an error names the file.
+pub fn read_config<T>(
+    path: &std::path::Path,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> crate::error::Result<T> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| crate::error::TrainError::io(path, "read", e))?;
+    parse(&text).map_err(|msg| crate::error::TrainError::Config {
+        path: path.into(),
+        msg,
+    })
+}
+
 /// A config file's text as `R`, and its `[train]` section (found by `train`) with `stage`'s
 /// defaults; every error in the words of the file.
 pub fn parse_config<R: DeserializeOwned>(

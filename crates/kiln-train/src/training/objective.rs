@@ -28,6 +28,13 @@ pub struct MicroBatch {
     pub grad_accum: usize,
 }
 
+impl MicroBatch {
+    /// What each micro-batch's loss is multiplied by.
+    pub fn scale(&self) -> f64 {
+        1.0 / self.grad_accum as f64
+    }
+}
+
 /// One micro-batch's result.
 pub struct MicroStep {
     /// The loss, already divided by the accumulation.

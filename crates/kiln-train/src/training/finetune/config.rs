@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 
 use super::dpo_loss::DpoSettings;
 use crate::data::sft::TrainOn;
-use crate::error::{Result, TrainError};
-use crate::training::config_error::parse_config;
+use crate::error::Result;
+use crate::training::config_error::{parse_config, read_config};
 use crate::training::settings::{TrainSection, TrainSettings, FINE_TUNING};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -99,11 +99,7 @@ fn bucket_window() -> usize {
 
 impl FinetuneConfig {
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, "read", e))?;
-        let mut cfg = Self::parse(&text).map_err(|msg| TrainError::Config {
-            path: path.into(),
-            msg,
-        })?;
+        let mut cfg = read_config(path, Self::parse)?;
         let base = path.parent().unwrap_or(Path::new("."));
         let rebase = |p: &mut PathBuf| {
             if p.is_relative() {

@@ -129,7 +129,7 @@ impl Objective for Dpo {
         vars: &[Var],
         at: MicroBatch,
     ) -> Result<MicroStep> {
-        let scale = 1.0 / at.grad_accum as f64;
+        let scale = at.scale();
         let idx = self.sampler.next_batch();
         let pairs: Vec<&TokenizedPair> = idx.iter().map(|&i| &self.pairs[i]).collect();
         let batch = pair_batch(&pairs, self.pad);

@@ -70,7 +70,7 @@ impl Objective for Sft {
         vars: &[Var],
         at: MicroBatch,
     ) -> Result<MicroStep> {
-        let scale = 1.0 / at.grad_accum as f64;
+        let scale = at.scale();
         let batch = self.sampler.next_batch();
         let (loss, grads) = sft_loss_and_grads(model, &batch, &self.dev, vars, scale)?;
         Ok(MicroStep {

@@ -10,7 +10,7 @@ use kiln_model::config::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
-use crate::training::config_error::parse_config;
+use crate::training::config_error::{parse_config, read_config};
 use crate::training::settings::{TrainSection, TrainSettings, PRETRAINING};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -75,11 +75,7 @@ fn rope_theta() -> f32 {
 impl TrainConfig {
     /// Reads and validates `path`; the data directory is resolved against its folder.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, "read", e))?;
-        let mut cfg = Self::parse(&text).map_err(|msg| TrainError::Config {
-            path: path.into(),
-            msg,
-        })?;
+        let mut cfg = read_config(path, Self::parse)?;
         if cfg.data.dir.is_relative() {
             let base = path.parent().unwrap_or(Path::new("."));
             cfg.data.dir = base.join(&cfg.data.dir);
