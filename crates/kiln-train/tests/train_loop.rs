@@ -124,6 +124,39 @@ fn resume_refuses_a_checkpoint_of_another_model() {
     );
 }
 
+/// A resume under other `[train]` settings (another --steps, say) is refused by key, and so
+/// is one whose checkpoint is past the step the run stops at; the run itself is untouched.
+#[test]
+fn resume_refuses_other_settings_and_a_stop_before_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path());
+    let out = dir.path().join("run");
+    let cfg = config(&data, "");
+    run(&cfg, &out, false, Some(10));
+    let resume = |cfg: &TrainConfig, stop_at| {
+        let opts = TrainOptions {
+            out: out.clone(),
+            resume: true,
+            stop_at,
+            stop: None,
+        };
+        train(cfg, &opts, &candle_core::Device::Cpu, |_| {})
+    };
+    let mut fitted = cfg.clone();
+    fitted.train = cfg.train.fit_to(12).unwrap();
+    let err = resume(&fitted, None).unwrap_err().to_string();
+    assert!(
+        err.contains("[train] steps 20 in the checkpoint, 12 now"),
+        "{err}"
+    );
+    let err = resume(&cfg, Some(5)).unwrap_err().to_string();
+    assert!(
+        err.contains("step 10") && err.contains("past step 5"),
+        "{err}"
+    );
+    assert_eq!(resume(&cfg, None).unwrap().steps, 20);
+}
+
 #[test]
 fn run_directory_loads_as_a_model() {
     let dir = tempfile::tempdir().unwrap();

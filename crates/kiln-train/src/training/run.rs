@@ -79,20 +79,8 @@ pub fn run_loop(
     mut on_step: impl FnMut(&StepMetrics),
 ) -> Result<LoopReport> {
     let (t, dir) = (run.settings, &run.options.out);
-    if t.grad_accum == 0 {
-        return Err(TrainError::InvalidArgument(
-            "[train] grad_accum must be >= 1".into(),
-        ));
-    }
-    let (mut opt, start) = start(run, trained, objective)?;
+    let (mut opt, start, end) = start(run, trained, objective)?;
     let mut log = MetricsLog::open(dir, start, run.title)?;
-    let end = run.options.stop_at.unwrap_or(t.steps).min(t.steps);
-    if end < start {
-        return Err(TrainError::InvalidArgument(format!(
-            "the newest checkpoint is at step {start}, past step {end} where this run stops \
-             (check --steps and --stop-after)"
-        )));
-    }
     let vars: Vec<Var> = trained.params().iter().map(|p| p.var.clone()).collect();
     let sched = t.schedule();
     let mut report = LoopReport {
@@ -159,15 +147,20 @@ pub fn run_loop(
     Ok(report)
 }
 
-/// The optimizer over the trainable's parameters and the step the run starts from: 0, or
-/// the newest checkpoint's with `resume`.
+/// The optimizer over the trainable's parameters, the step the run starts from (0, or the
+/// newest checkpoint's with `resume`) and the step it stops after.
 fn start(
     run: &LoopRun<'_>,
     trained: &dyn Trainable,
     objective: &mut dyn Objective,
-) -> Result<(AdamW, u64)> {
-    let dir = &run.options.out;
-    let mut opt = AdamW::new(run.settings.adamw());
+) -> Result<(AdamW, u64, u64)> {
+    let (t, dir) = (run.settings, &run.options.out);
+    if t.grad_accum == 0 {
+        return Err(TrainError::InvalidArgument(
+            "[train] grad_accum must be >= 1".into(),
+        ));
+    }
+    let mut opt = AdamW::new(t.adamw());
     for p in trained.params() {
         opt.add(p.name.clone(), p.var.clone(), p.decay)?;
     }
@@ -177,8 +170,15 @@ fn start(
     } else {
         0
     };
+    let end = run.options.stop_at.unwrap_or(t.steps).min(t.steps);
+    if end < start {
+        return Err(TrainError::InvalidArgument(format!(
+            "the newest checkpoint is at step {start}, past step {end} where this run stops \
+             (check --steps and --stop-after)"
+        )));
+    }
     objective.on_start(dir)?;
-    Ok((opt, start))
+    Ok((opt, start, end))
 }
 
 /// One step's micro-batches: their losses, gradients and figures summed.
